@@ -1,0 +1,13 @@
+'use strict';
+// CommonJS entry for Node. The ESM entry loads this file too, so `require`
+// and `import` share one module instance and one CapTokenError class.
+const wasm = require('../pkg/node/captoken.js');
+const { CapTokenError } = require('./error.cjs');
+
+wasm.__registerErrorClass(CapTokenError);
+
+module.exports = {
+  TokenStore: wasm.TokenStore,
+  CapTokenRecord: wasm.CapTokenRecord,
+  CapTokenError,
+};

@@ -1,0 +1,171 @@
+/** A token holder's role. */
+export type Role = 'operator' | 'worker' | 'observer' | 'senior';
+
+/** The 24 verbs a token holder can ask for. */
+export type Verb =
+  | 'start_task' | 'dispatch_attempt' | 'mint_worker_token' | 'read_task_state'
+  | 'cancel_task' | 'query_senior' | 'mark_pass' | 'mark_blocked' | 'attach_session'
+  | 'detach_session' | 'heartbeat' | 'poll_task' | 'fetch_prompt' | 'fetch_data'
+  | 'post_result' | 'verify_token' | 'emit_output' | 'subscribe_events' | 'read_trace'
+  | 'answer_query' | 'override_verdict' | 'pause_loop' | 'resume_loop' | 'inject_directive';
+
+/** The 12 stable error codes. */
+export type ErrorCode =
+  | 'ERR_MALFORMED_TOKEN' | 'ERR_BAD_SIGNATURE' | 'ERR_TOKEN_EXPIRED' | 'ERR_ROLE_VIOLATION'
+  | 'ERR_TOKEN_NOT_FOUND' | 'ERR_TOKEN_TASK_MISMATCH' | 'ERR_TOKEN_REVOKED'
+  | 'ERR_TOKEN_USES_EXHAUSTED' | 'ERR_SPAWN_DEPTH_EXCEEDED' | 'ERR_TASK_NOT_FOUND'
+  | 'ERR_INVALID_ARGUMENT' | 'ERR_SNAPSHOT_INVALID';
+
+/** A capability token, as its bearer string encodes it. */
+export interface CapToken {
+  /** `2` for the v2 signing format; absent for mlua-swarm. */
+  v?: 2;
+  agent_id: string;
+  role: Role;
+  /** `"*"` means unrestricted. */
+  scopes: string[];
+  /** Unix seconds. */
+  issued_at: number;
+  /** Unix seconds; Operator tokens never expire. */
+  expire_at: number;
+  /** `null` for unlimited. */
+  max_uses: number | null;
+  /** 32 lowercase hex characters; secret. Empty in records. */
+  nonce: string;
+  /** 64 lowercase hex characters (HMAC-SHA256). */
+  sig_hex: string;
+}
+
+/** A record as JSON: the seed's shape plus the token's fingerprint. */
+export interface CapTokenRecordJSON {
+  token: CapToken;
+  uses_left: number | null;
+  revoked: boolean;
+  task_id: string | null;
+  fingerprint: string;
+}
+
+/** The seed's own record shape, accepted by `CapTokenRecord.fromJSON`. */
+export interface CapTokenRecordInput {
+  token: CapToken;
+  uses_left: number | null;
+  revoked: boolean;
+  task_id?: string | null;
+  /** May be missing when the token carries its nonce. */
+  fingerprint?: string;
+}
+
+/** Every denial and every bad input. */
+export declare class CapTokenError extends Error {
+  private constructor();
+  readonly name: 'CapTokenError';
+  readonly code: ErrorCode;
+  readonly fingerprint?: string;
+  readonly role?: Role;
+  readonly verb?: Verb;
+  readonly bound?: string;
+  readonly arg?: string;
+  readonly current?: number;
+  readonly max?: number;
+}
+
+/** The state paired 1:1 with a minted token. Never hands back a nonce. */
+export declare class CapTokenRecord {
+  private constructor();
+  static fromToken(token: CapToken): CapTokenRecord;
+  static fromWorkerToken(token: CapToken, taskId: string): CapTokenRecord;
+  static fromJSON(json: CapTokenRecordJSON | CapTokenRecordInput | string): CapTokenRecord;
+  readonly token: CapToken;
+  readonly usesLeft: number | null;
+  readonly revoked: boolean;
+  readonly taskId: string | null;
+  readonly fingerprint: string;
+  /** Spend one use; throws ERR_TOKEN_REVOKED or ERR_TOKEN_USES_EXHAUSTED. */
+  consume(): void;
+  /** The same decision as `consume`, spending nothing. */
+  canConsume(): boolean;
+  revoke(): void;
+  toJSON(): CapTokenRecordJSON;
+  /** Release the record's memory in the WebAssembly module now. */
+  free(): void;
+}
+
+export interface StoreOptions {
+  /** At least 32 bytes. */
+  secret: Uint8Array;
+  /** Default `'v2'`. */
+  format?: 'v2' | 'mlua-swarm';
+  /** Default 4: depths 0 to 3 exist. */
+  maxSpawnDepth?: number;
+  /** Default 1800. */
+  workerTokenTtlSecs?: number;
+  /** Unix seconds; default `Date.now() / 1000`. */
+  now?: () => number;
+  /** Replaces the default verbs of each role given. */
+  gate?: Partial<Record<Role, Verb[]>>;
+}
+
+export interface MintOptions {
+  /** Default `["*"]`. */
+  scopes?: string[];
+  /** Default: the store's `workerTokenTtlSecs`. */
+  ttlSecs?: number;
+  /** Default `null`: unlimited. */
+  maxUses?: number | null;
+  /** Bind the token to this task, tracked by the store or not. */
+  taskId?: string;
+}
+
+export interface Minted {
+  /** Hand this to the token's holder; it carries the nonce. */
+  bearer: string;
+  token: CapToken;
+  fingerprint: string;
+}
+
+export interface Grant {
+  fingerprint: string;
+  agentId: string;
+  role: Role;
+  scopes: string[];
+  taskId: string | null;
+  /** After this call's use for `verify`; as they stand for `check`. */
+  usesLeft: number | null;
+}
+
+export type Decision =
+  | ({ allowed: true } & Grant)
+  | { allowed: false; code: ErrorCode; message: string };
+
+export interface TaskInfo {
+  taskId: string;
+  parentId: string | null;
+  spawnDepth: number;
+}
+
+/** The token table and task table of one orchestrator. */
+export declare class TokenStore {
+  constructor(options: StoreOptions);
+  static restore(snapshot: string, options: StoreOptions): TokenStore;
+  attachOperator(agentId: string, options?: MintOptions): Minted;
+  mint(agentId: string, role: Role, options?: MintOptions): Minted;
+  adopt(bearer: string, taskId?: string): string;
+  startTask(bearer: string, options?: { taskId?: string }): TaskInfo;
+  dispatchAttempt(bearer: string, taskId: string, options?: MintOptions): Minted;
+  /** Decide a call and spend one use; throws CapTokenError when denied. */
+  verify(bearer: string, verb: Verb, taskId?: string): Grant;
+  /** Decide a call as `verify` would; never spends, never throws. */
+  check(bearer: string, verb: Verb, taskId?: string): Decision;
+  revoke(fingerprint: string): boolean;
+  revokeTask(taskId: string): number;
+  remint(bearer: string): Minted;
+  purgeExpired(): number;
+  record(fingerprint: string): CapTokenRecord | undefined;
+  task(taskId: string): TaskInfo | undefined;
+  records(): CapTokenRecordJSON[];
+  tasks(): TaskInfo[];
+  readonly size: number;
+  snapshot(): string;
+  /** Release the store's memory in the WebAssembly module now. */
+  free(): void;
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Build the npm package into pkg/: a Node (CommonJS) and a browser (ES module)
+# flavour of the same release .wasm, each shrunk with binaryen's wasm-opt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+cargo build --release --target wasm32-unknown-unknown --lib --quiet
+wasm=target/wasm32-unknown-unknown/release/captoken.wasm
+rm -rf pkg
+for target in nodejs web; do
+  out=pkg/${target/nodejs/node}
+  wasm-bindgen --target "$target" --out-dir "$out" --no-typescript "$wasm"
+  node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
+    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    "$out/captoken_bg.wasm" -o "$out/captoken_bg.wasm"
+done
+# The package is "type": "module"; the Node flavour is CommonJS.
+printf '{ "type": "commonjs" }\n' > pkg/node/package.json
+printf '{ "type": "module" }\n' > pkg/web/package.json
+raw=$(wc -c < pkg/web/captoken_bg.wasm)
+gz=$(gzip -9 -c pkg/web/captoken_bg.wasm | wc -c)
+echo "build: pkg/ ready (captoken_bg.wasm: $raw bytes, $gz gzipped)"

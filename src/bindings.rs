@@ -1,0 +1,801 @@
+//! The JavaScript face of the crate: converts arguments, delegates to the
+//! core, converts results and errors. No token logic lives here.
+//!
+//! Every argument arrives as a raw `JsValue` and is checked here, so a wrong
+//! type, a missing argument or garbage becomes a `CapTokenError` with code
+//! `ERR_INVALID_ARGUMENT` instead of a trap or a glue `TypeError`.
+
+use crate::clock::Clock;
+use crate::error::CapTokenError;
+use crate::gate::Gate;
+use crate::record::{CapTokenConsumeError, CapTokenRecord};
+use crate::role::{Role, Verb};
+use crate::signer::SigningFormat;
+use crate::store::{Grant, MintOptions, Minted, StoreConfig, TokenStore};
+use crate::task::TaskInfo;
+use crate::token::{CapToken, Fingerprint, MAX_BEARER_LEN, MAX_SAFE_INTEGER};
+use js_sys::{Array, Function, JsString, Object, Reflect, Uint8Array};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+/// The longest string argument copied into the module, in UTF-16 units.
+/// Longer ones are refused before any copy.
+const MAX_STRING_ARG: u32 = 64 * 1024;
+
+/// The longest snapshot text accepted, in UTF-16 units (1 GiB).
+const MAX_SNAPSHOT_LEN: u32 = 1 << 30;
+
+thread_local! {
+    static ERROR_CLASS: RefCell<Option<Function>> = const { RefCell::new(None) };
+}
+
+/// Called once by the package's entry module with its `CapTokenError` class,
+/// so that every thrown error is an instance of it.
+#[wasm_bindgen(js_name = "__registerErrorClass")]
+pub fn register_error_class(class: JsValue) {
+    if let Ok(class) = class.dyn_into::<Function>() {
+        ERROR_CLASS.with(|slot| *slot.borrow_mut() = Some(class));
+    }
+}
+
+type JsResult<T> = Result<T, JsValue>;
+
+fn set(target: &Object, key: &str, value: &JsValue) {
+    // Setting a data property on a fresh plain object cannot fail.
+    let _ = Reflect::set(target, &JsValue::from_str(key), value);
+}
+
+/// The `CapTokenError` for a core error: message, code and details.
+fn to_js_error(error: &CapTokenError) -> JsValue {
+    let details = Object::new();
+    set(&details, "code", &error.code().as_str().into());
+    if let Some(fingerprint) = error.fingerprint() {
+        set(&details, "fingerprint", &fingerprint.to_string().into());
+    }
+    match error {
+        CapTokenError::RoleViolation { role, verb } => {
+            set(&details, "role", &role.as_str().into());
+            set(&details, "verb", &verb.as_str().into());
+        }
+        CapTokenError::TokenTaskMismatch { bound, arg, .. } => {
+            if let Some(bound) = bound {
+                set(&details, "bound", &bound.as_str().into());
+            }
+            if let Some(arg) = arg {
+                set(&details, "arg", &arg.as_str().into());
+            }
+        }
+        CapTokenError::SpawnDepthExceeded { current, max } => {
+            set(&details, "current", &(*current).into());
+            set(&details, "max", &(*max).into());
+        }
+        _ => {}
+    }
+    let message = JsValue::from_str(&error.to_string());
+    let class = ERROR_CLASS.with(|slot| slot.borrow().clone());
+    if let Some(class) = class {
+        let args = Array::of2(&message, &details);
+        if let Ok(instance) = Reflect::construct(&class, &args) {
+            return instance;
+        }
+    }
+    // Loaded without the package entry: a plain Error carrying the same fields.
+    let plain = js_sys::Error::new(&error.to_string());
+    plain.set_name("CapTokenError");
+    let _ = Object::assign(plain.as_ref(), &details);
+    plain.into()
+}
+
+fn throw<T>(result: Result<T, CapTokenError>) -> JsResult<T> {
+    result.map_err(|e| to_js_error(&e))
+}
+
+fn invalid(reason: impl Into<String>) -> JsValue {
+    to_js_error(&CapTokenError::invalid(reason))
+}
+
+// ---- argument conversion ---------------------------------------------
+
+fn is_absent(value: &JsValue) -> bool {
+    value.is_undefined() || value.is_null()
+}
+
+fn string_arg(value: &JsValue, name: &str) -> JsResult<String> {
+    let text = value
+        .dyn_ref::<JsString>()
+        .ok_or_else(|| invalid(format!("{name} must be a string")))?;
+    if text.length() > MAX_STRING_ARG {
+        return Err(invalid(format!("{name} is too long")));
+    }
+    if text.length() == 0 {
+        return Err(invalid(format!("{name} must not be empty")));
+    }
+    Ok(String::from(text))
+}
+
+fn optional_string_arg(value: &JsValue, name: &str) -> JsResult<Option<String>> {
+    if is_absent(value) {
+        Ok(None)
+    } else {
+        string_arg(value, name).map(Some)
+    }
+}
+
+/// A bearer argument: a non-string is an invalid argument; an over-long
+/// string is refused as malformed before it is copied.
+fn bearer_arg(value: &JsValue) -> Result<String, CapTokenError> {
+    let text = value
+        .dyn_ref::<JsString>()
+        .ok_or_else(|| CapTokenError::invalid("bearer must be a string"))?;
+    if text.length() as usize > MAX_BEARER_LEN {
+        return Err(CapTokenError::MalformedToken {
+            reason: "bearer is longer than the size limit",
+        });
+    }
+    Ok(String::from(text))
+}
+
+fn verb_arg(value: &JsValue) -> Result<Verb, CapTokenError> {
+    let text = value
+        .dyn_ref::<JsString>()
+        .filter(|s| s.length() <= 64)
+        .ok_or_else(|| CapTokenError::invalid("verb must be one of the verb names"))?;
+    String::from(text).parse()
+}
+
+fn role_arg(value: &JsValue) -> JsResult<Role> {
+    let text = value
+        .dyn_ref::<JsString>()
+        .filter(|s| s.length() <= 64)
+        .ok_or_else(|| invalid("role must be one of the role names"))?;
+    throw(String::from(text).parse())
+}
+
+fn optional_task_arg(value: &JsValue) -> Result<Option<String>, CapTokenError> {
+    if is_absent(value) {
+        return Ok(None);
+    }
+    let text = value
+        .dyn_ref::<JsString>()
+        .ok_or_else(|| CapTokenError::invalid("taskId must be a string"))?;
+    if text.length() > MAX_STRING_ARG {
+        return Err(CapTokenError::invalid("taskId is too long"));
+    }
+    Ok(Some(String::from(text)))
+}
+
+/// A whole number in `0..=max`, as JavaScript gives it (`-0` is 0).
+fn integer_arg(value: &JsValue, name: &str, max: u64) -> JsResult<u64> {
+    let number = value
+        .as_f64()
+        .ok_or_else(|| invalid(format!("{name} must be a number")))?;
+    if !number.is_finite() || number.fract() != 0.0 || number < 0.0 || number > max as f64 {
+        return Err(invalid(format!(
+            "{name} must be a whole number from 0 to {max}"
+        )));
+    }
+    // In range and integral: the conversion is exact.
+    Ok(number as u64)
+}
+
+fn options_object(value: &JsValue, name: &str) -> JsResult<Option<Object>> {
+    if is_absent(value) {
+        return Ok(None);
+    }
+    if !value.is_object() || value.is_function() || Array::is_array(value) {
+        return Err(invalid(format!("{name} must be an object")));
+    }
+    Ok(Some(value.clone().unchecked_into()))
+}
+
+fn field(object: &Object, key: &str) -> JsResult<JsValue> {
+    Reflect::get(object, &JsValue::from_str(key))
+        .map_err(|_| invalid(format!("reading option {key} failed")))
+}
+
+fn string_list_arg(value: &JsValue, name: &str, max_len: u32) -> JsResult<Vec<String>> {
+    if !Array::is_array(value) {
+        return Err(invalid(format!("{name} must be an array of strings")));
+    }
+    let array: &Array = value.unchecked_ref();
+    if array.length() > max_len {
+        return Err(invalid(format!("{name} has too many entries")));
+    }
+    let mut list = Vec::with_capacity(array.length() as usize);
+    for item in array.iter() {
+        let text = item
+            .dyn_ref::<JsString>()
+            .ok_or_else(|| invalid(format!("{name} must be an array of strings")))?;
+        if text.length() > MAX_STRING_ARG {
+            return Err(invalid(format!("{name} has an over-long entry")));
+        }
+        list.push(String::from(text));
+    }
+    Ok(list)
+}
+
+fn mint_options_arg(value: &JsValue) -> JsResult<MintOptions> {
+    let Some(object) = options_object(value, "options")? else {
+        return Ok(MintOptions::default());
+    };
+    let scopes = field(&object, "scopes")?;
+    let ttl = field(&object, "ttlSecs")?;
+    let max_uses = field(&object, "maxUses")?;
+    let task_id = field(&object, "taskId")?;
+    Ok(MintOptions {
+        scopes: if scopes.is_undefined() {
+            None
+        } else {
+            Some(string_list_arg(&scopes, "scopes", 1024)?)
+        },
+        ttl_secs: if ttl.is_undefined() {
+            None
+        } else {
+            Some(integer_arg(&ttl, "ttlSecs", MAX_SAFE_INTEGER)?)
+        },
+        max_uses: if is_absent(&max_uses) {
+            None
+        } else {
+            let n = integer_arg(&max_uses, "maxUses", u64::from(u32::MAX))?;
+            Some(u32::try_from(n).map_err(|_| invalid("maxUses is too large"))?)
+        },
+        task_id: optional_string_arg(&task_id, "taskId")?,
+    })
+}
+
+/// Reads `now` from the caller's callback, in unix seconds. A callback that
+/// throws or returns something other than a non-negative number fails
+/// closed: the time reads as the far future, so every expiring token is
+/// expired and minting is refused.
+struct JsClock(Option<Function>);
+
+impl Clock for JsClock {
+    fn now(&self) -> u64 {
+        let seconds = match &self.0 {
+            Some(callback) => callback
+                .call0(&JsValue::UNDEFINED)
+                .ok()
+                .and_then(|v| v.as_f64()),
+            None => Some(js_sys::Date::now() / 1000.0),
+        };
+        match seconds {
+            Some(s) if s.is_finite() && s >= 0.0 && s <= MAX_SAFE_INTEGER as f64 => s as u64,
+            _ => MAX_SAFE_INTEGER,
+        }
+    }
+}
+
+struct StoreOptions {
+    secret: Vec<u8>,
+    config: StoreConfig,
+    clock: JsClock,
+}
+
+fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
+    let object =
+        options_object(value, "options")?.ok_or_else(|| invalid("options.secret is required"))?;
+    let secret = field(&object, "secret")?;
+    let secret = secret
+        .dyn_ref::<Uint8Array>()
+        .ok_or_else(|| invalid("options.secret must be a Uint8Array"))?;
+    if secret.length() < 32 {
+        return Err(invalid("secret must be at least 32 bytes"));
+    }
+    if secret.length() > 4096 {
+        return Err(invalid("secret must be at most 4096 bytes"));
+    }
+    let mut config = StoreConfig::default();
+    let format = field(&object, "format")?;
+    if !format.is_undefined() {
+        let name = format
+            .as_string()
+            .ok_or_else(|| invalid("format must be \"v2\" or \"mlua-swarm\""))?;
+        config.format = throw(SigningFormat::parse(&name))?;
+    }
+    let depth = field(&object, "maxSpawnDepth")?;
+    if !depth.is_undefined() {
+        let depth = integer_arg(&depth, "maxSpawnDepth", u64::from(u32::MAX))?;
+        config.max_spawn_depth = u32::try_from(depth).map_err(|_| invalid("maxSpawnDepth"))?;
+    }
+    let ttl = field(&object, "workerTokenTtlSecs")?;
+    if !ttl.is_undefined() {
+        config.worker_token_ttl_secs = integer_arg(&ttl, "workerTokenTtlSecs", MAX_SAFE_INTEGER)?;
+    }
+    let gate = field(&object, "gate")?;
+    if !gate.is_undefined() {
+        config.gate = gate_arg(&gate)?;
+    }
+    let now = field(&object, "now")?;
+    let clock = if now.is_undefined() {
+        JsClock(None)
+    } else {
+        JsClock(Some(
+            now.dyn_into::<Function>()
+                .map_err(|_| invalid("options.now must be a function"))?,
+        ))
+    };
+    Ok(StoreOptions {
+        secret: secret.to_vec(),
+        config,
+        clock,
+    })
+}
+
+/// `Partial<Record<Role, Verb[]>>`: each role given replaces its default row.
+fn gate_arg(value: &JsValue) -> JsResult<Gate> {
+    let object = options_object(value, "gate")?.ok_or_else(|| invalid("gate must be an object"))?;
+    let keys = Object::keys(&object);
+    let mut gate = Gate::default();
+    for key in keys.iter() {
+        let role = role_arg(&key).map_err(|_| invalid("gate has a key that is not a role"))?;
+        let verbs = string_list_arg(&field(&object, role.as_str())?, "gate verbs", 64)?;
+        let verbs: Vec<Verb> = throw(verbs.iter().map(|v| v.parse()).collect())?;
+        gate = gate.with(role, &verbs);
+    }
+    Ok(gate)
+}
+
+// ---- result conversion -----------------------------------------------
+
+fn to_js<T: Serialize + ?Sized>(value: &T) -> JsValue {
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    // Plain strings, integers within 2^53 and nulls always convert.
+    value.serialize(&serializer).unwrap_or(JsValue::NULL)
+}
+
+#[derive(Serialize)]
+struct MintedJs<'a> {
+    bearer: &'a str,
+    token: &'a CapToken,
+    fingerprint: String,
+}
+
+fn minted_js(minted: &Minted) -> JsValue {
+    to_js(&MintedJs {
+        bearer: &minted.bearer,
+        token: &minted.token,
+        fingerprint: minted.fingerprint.to_string(),
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GrantJs<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed: Option<bool>,
+    fingerprint: String,
+    agent_id: &'a str,
+    role: Role,
+    scopes: &'a [String],
+    task_id: Option<&'a str>,
+    uses_left: Option<u32>,
+}
+
+fn grant_js(grant: &Grant, allowed: Option<bool>) -> JsValue {
+    to_js(&GrantJs {
+        allowed,
+        fingerprint: grant.fingerprint.to_string(),
+        agent_id: &grant.agent_id,
+        role: grant.role,
+        scopes: &grant.scopes,
+        task_id: grant.task_id.as_deref(),
+        uses_left: grant.uses_left,
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskInfoJs<'a> {
+    task_id: &'a str,
+    parent_id: Option<&'a str>,
+    spawn_depth: u32,
+}
+
+fn task_js(task: &TaskInfo) -> JsValue {
+    to_js(&TaskInfoJs {
+        task_id: &task.task_id,
+        parent_id: task.parent_id.as_deref(),
+        spawn_depth: task.spawn_depth,
+    })
+}
+
+/// `CapTokenRecordJSON`: the seed's shape plus the fingerprint.
+#[derive(Serialize, Deserialize)]
+struct RecordJson {
+    token: CapToken,
+    uses_left: Option<u32>,
+    revoked: bool,
+    #[serde(default)]
+    task_id: Option<String>,
+    #[serde(default)]
+    fingerprint: Option<Fingerprint>,
+}
+
+// ---- CapTokenRecord ----------------------------------------------------
+
+/// The JavaScript `CapTokenRecord`: a seed record plus its fingerprint. It
+/// never hands back a nonce: its token's nonce is always empty.
+#[wasm_bindgen(js_name = CapTokenRecord)]
+pub struct JsCapTokenRecord {
+    record: CapTokenRecord,
+    fingerprint: Fingerprint,
+}
+
+impl JsCapTokenRecord {
+    fn new(mut record: CapTokenRecord, fingerprint: Fingerprint) -> Self {
+        record.token.nonce.clear();
+        JsCapTokenRecord {
+            record,
+            fingerprint,
+        }
+    }
+
+    fn parse_token(value: &JsValue) -> JsResult<CapToken> {
+        if !value.is_object() {
+            return Err(invalid("token must be a CapToken object"));
+        }
+        let token: CapToken = serde_wasm_bindgen::from_value(value.clone())
+            .map_err(|_| invalid("token is not a CapToken"))?;
+        token
+            .check_shape()
+            .map_err(|_| invalid("token is not a CapToken"))?;
+        Ok(token)
+    }
+
+    fn consume_error(&self, error: CapTokenConsumeError) -> JsValue {
+        let fingerprint = self.fingerprint;
+        to_js_error(&match error {
+            CapTokenConsumeError::Revoked => CapTokenError::TokenRevoked { fingerprint },
+            CapTokenConsumeError::Exhausted => CapTokenError::TokenUsesExhausted { fingerprint },
+        })
+    }
+}
+
+#[wasm_bindgen(js_class = CapTokenRecord)]
+impl JsCapTokenRecord {
+    /// A record for a token, unbound, with uses_left = max_uses.
+    #[wasm_bindgen(js_name = fromToken)]
+    pub fn from_token(token: JsValue) -> JsResult<JsCapTokenRecord> {
+        let token = Self::parse_token(&token)?;
+        let fingerprint = token.fingerprint();
+        Ok(Self::new(CapTokenRecord::from_token(token), fingerprint))
+    }
+
+    /// A record for a Worker token bound to `taskId`.
+    #[wasm_bindgen(js_name = fromWorkerToken)]
+    pub fn from_worker_token(token: JsValue, task_id: JsValue) -> JsResult<JsCapTokenRecord> {
+        let token = Self::parse_token(&token)?;
+        let task_id = string_arg(&task_id, "taskId")?;
+        throw(crate::store::check_task_id(&task_id))?;
+        let fingerprint = token.fingerprint();
+        Ok(Self::new(
+            CapTokenRecord::from_worker_token(token, task_id),
+            fingerprint,
+        ))
+    }
+
+    /// A record from `CapTokenRecordJSON` or its text; `fingerprint` may be
+    /// missing when the token carries its nonce.
+    #[wasm_bindgen(js_name = fromJSON)]
+    pub fn from_json(json: JsValue) -> JsResult<JsCapTokenRecord> {
+        let parsed: RecordJson = if let Some(text) = json.dyn_ref::<JsString>() {
+            if text.length() > MAX_STRING_ARG {
+                return Err(invalid("record JSON is too long"));
+            }
+            serde_json::from_str(&String::from(text))
+                .map_err(|_| invalid("not a CapTokenRecord JSON"))?
+        } else if json.is_object() {
+            serde_wasm_bindgen::from_value(json).map_err(|_| invalid("not a CapTokenRecord JSON"))?
+        } else {
+            return Err(invalid("fromJSON takes an object or a JSON string"));
+        };
+        let has_nonce = !parsed.token.nonce.is_empty();
+        let mut token = parsed.token;
+        if !has_nonce {
+            // Records read back from a store carry an empty nonce; check the rest.
+            token.nonce = "0".repeat(32);
+        }
+        token
+            .check_shape()
+            .map_err(|_| invalid("record.token is not a CapToken"))?;
+        let fingerprint = match (has_nonce, parsed.fingerprint) {
+            (true, None) => token.fingerprint(),
+            (true, Some(given)) if given == token.fingerprint() => given,
+            (true, Some(_)) => return Err(invalid("fingerprint does not match the nonce")),
+            (false, Some(given)) => given,
+            (false, None) => return Err(invalid("fingerprint is required without a nonce")),
+        };
+        match (token.max_uses, parsed.uses_left) {
+            (None, None) => {}
+            (Some(max), Some(left)) if left <= max => {}
+            _ => return Err(invalid("uses_left does not fit max_uses")),
+        }
+        if let Some(task_id) = &parsed.task_id {
+            throw(crate::store::check_task_id(task_id))?;
+        }
+        Ok(Self::new(
+            CapTokenRecord {
+                token,
+                uses_left: parsed.uses_left,
+                revoked: parsed.revoked,
+                task_id: parsed.task_id,
+            },
+            fingerprint,
+        ))
+    }
+
+    /// The token this record backs (nonce empty).
+    #[wasm_bindgen(getter)]
+    pub fn token(&self) -> JsValue {
+        to_js(&self.record.token)
+    }
+
+    /// Remaining uses; `null` means unlimited.
+    #[wasm_bindgen(getter = usesLeft)]
+    pub fn uses_left(&self) -> Option<u32> {
+        self.record.uses_left
+    }
+
+    /// Whether the record is revoked.
+    #[wasm_bindgen(getter)]
+    pub fn revoked(&self) -> bool {
+        self.record.revoked
+    }
+
+    /// The bound task, or `null`.
+    #[wasm_bindgen(getter = taskId)]
+    pub fn task_id(&self) -> JsValue {
+        match &self.record.task_id {
+            Some(task) => JsValue::from_str(task),
+            None => JsValue::NULL,
+        }
+    }
+
+    /// The token's fingerprint.
+    #[wasm_bindgen(getter)]
+    pub fn fingerprint(&self) -> String {
+        self.fingerprint.to_string()
+    }
+
+    /// Spend one use; throws `ERR_TOKEN_REVOKED` or `ERR_TOKEN_USES_EXHAUSTED`.
+    pub fn consume(&mut self) -> JsResult<()> {
+        self.record.consume().map_err(|e| self.consume_error(e))
+    }
+
+    /// Whether `consume` would succeed; spends nothing.
+    #[wasm_bindgen(js_name = canConsume)]
+    pub fn can_consume(&self) -> bool {
+        self.record.can_consume().is_ok()
+    }
+
+    /// Mark the record revoked.
+    pub fn revoke(&mut self) {
+        self.record.revoked = true;
+    }
+
+    /// `CapTokenRecordJSON`.
+    #[wasm_bindgen(js_name = toJSON)]
+    pub fn to_json(&self) -> JsValue {
+        to_js(&RecordJson {
+            token: self.record.token.clone(),
+            uses_left: self.record.uses_left,
+            revoked: self.record.revoked,
+            task_id: self.record.task_id.clone(),
+            fingerprint: Some(self.fingerprint),
+        })
+    }
+}
+
+// ---- TokenStore --------------------------------------------------------
+
+/// The JavaScript `TokenStore`.
+#[wasm_bindgen(js_name = TokenStore)]
+pub struct JsTokenStore {
+    store: TokenStore,
+}
+
+fn fingerprint_arg(value: &JsValue) -> JsResult<Fingerprint> {
+    let text = value
+        .dyn_ref::<JsString>()
+        .filter(|s| s.length() == 64)
+        .ok_or_else(|| invalid("fingerprint must be 64 lowercase hex characters"))?;
+    throw(String::from(text).parse())
+}
+
+#[wasm_bindgen(js_class = TokenStore)]
+impl JsTokenStore {
+    /// An empty store.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: JsValue) -> JsResult<JsTokenStore> {
+        let options = store_options_arg(&options)?;
+        let store = throw(TokenStore::new(
+            &options.secret,
+            options.config,
+            Box::new(options.clock),
+        ))?;
+        Ok(JsTokenStore { store })
+    }
+
+    /// A store rebuilt from `snapshot()` text.
+    pub fn restore(snapshot: JsValue, options: JsValue) -> JsResult<JsTokenStore> {
+        let text = snapshot
+            .dyn_ref::<JsString>()
+            .ok_or_else(|| invalid("snapshot must be a string"))?;
+        if text.length() > MAX_SNAPSHOT_LEN {
+            return Err(to_js_error(&CapTokenError::SnapshotInvalid {
+                reason: "snapshot is too large".into(),
+            }));
+        }
+        let text = String::from(text);
+        let options = store_options_arg(&options)?;
+        let store = throw(TokenStore::restore(
+            &text,
+            &options.secret,
+            options.config,
+            Box::new(options.clock),
+        ))?;
+        Ok(JsTokenStore { store })
+    }
+
+    /// Attach an Operator: mint its session token.
+    #[wasm_bindgen(js_name = attachOperator)]
+    pub fn attach_operator(&mut self, agent_id: JsValue, options: JsValue) -> JsResult<JsValue> {
+        let agent_id = string_arg(&agent_id, "agentId")?;
+        let options = mint_options_arg(&options)?;
+        let minted = throw(self.store.attach_operator(&agent_id, options))?;
+        Ok(minted_js(&minted))
+    }
+
+    /// Mint a token of any role.
+    pub fn mint(&mut self, agent_id: JsValue, role: JsValue, options: JsValue) -> JsResult<JsValue> {
+        let agent_id = string_arg(&agent_id, "agentId")?;
+        let role = role_arg(&role)?;
+        let options = mint_options_arg(&options)?;
+        let minted = throw(self.store.mint(&agent_id, role, options))?;
+        Ok(minted_js(&minted))
+    }
+
+    /// Record a token minted elsewhere with the same secret; returns its fingerprint.
+    pub fn adopt(&mut self, bearer: JsValue, task_id: JsValue) -> JsResult<String> {
+        let bearer = throw(bearer_arg(&bearer))?;
+        let task_id = optional_string_arg(&task_id, "taskId")?;
+        let fingerprint = throw(self.store.adopt(&bearer, task_id.as_deref()))?;
+        Ok(fingerprint.to_string())
+    }
+
+    /// `start_task`: a root task for an Operator, a child for a Worker.
+    #[wasm_bindgen(js_name = startTask)]
+    pub fn start_task(&mut self, bearer: JsValue, options: JsValue) -> JsResult<JsValue> {
+        let bearer = throw(bearer_arg(&bearer))?;
+        let task_id = match options_object(&options, "options")? {
+            Some(object) => optional_string_arg(&field(&object, "taskId")?, "taskId")?,
+            None => None,
+        };
+        let task = throw(self.store.start_task(&bearer, task_id.as_deref()))?;
+        Ok(task_js(&task))
+    }
+
+    /// `dispatch_attempt`: mint a Worker token bound to a tracked task.
+    #[wasm_bindgen(js_name = dispatchAttempt)]
+    pub fn dispatch_attempt(
+        &mut self,
+        bearer: JsValue,
+        task_id: JsValue,
+        options: JsValue,
+    ) -> JsResult<JsValue> {
+        let bearer = throw(bearer_arg(&bearer))?;
+        let task_id = string_arg(&task_id, "taskId")?;
+        let options = mint_options_arg(&options)?;
+        let minted = throw(self.store.dispatch_attempt(&bearer, &task_id, options))?;
+        Ok(minted_js(&minted))
+    }
+
+    /// Decide a call and spend one use; throws `CapTokenError` when denied.
+    pub fn verify(&mut self, bearer: JsValue, verb: JsValue, task_id: JsValue) -> JsResult<JsValue> {
+        let bearer = throw(bearer_arg(&bearer))?;
+        let verb = throw(verb_arg(&verb))?;
+        let task_id = throw(optional_task_arg(&task_id))?;
+        let grant = throw(self.store.verify(&bearer, verb, task_id.as_deref()))?;
+        Ok(grant_js(&grant, None))
+    }
+
+    /// Decide a call as `verify` would, spending nothing; never throws.
+    pub fn check(&self, bearer: JsValue, verb: JsValue, task_id: JsValue) -> JsValue {
+        let decision = bearer_arg(&bearer).and_then(|bearer| {
+            let verb = verb_arg(&verb)?;
+            let task_id = optional_task_arg(&task_id)?;
+            self.store.check(&bearer, verb, task_id.as_deref())
+        });
+        match decision {
+            Ok(grant) => grant_js(&grant, Some(true)),
+            Err(error) => {
+                let denied = Object::new();
+                set(&denied, "allowed", &JsValue::FALSE);
+                set(&denied, "code", &error.code().as_str().into());
+                set(&denied, "message", &error.to_string().into());
+                denied.into()
+            }
+        }
+    }
+
+    /// Revoke one token by fingerprint; true when it was live.
+    pub fn revoke(&mut self, fingerprint: JsValue) -> JsResult<bool> {
+        let fingerprint = fingerprint_arg(&fingerprint)?;
+        Ok(self.store.revoke(&fingerprint))
+    }
+
+    /// Revoke every token bound to a task or its descendants; returns how many.
+    #[wasm_bindgen(js_name = revokeTask)]
+    pub fn revoke_task(&mut self, task_id: JsValue) -> JsResult<u32> {
+        let task_id = string_arg(&task_id, "taskId")?;
+        let revoked = self.store.revoke_task(&task_id);
+        Ok(u32::try_from(revoked).unwrap_or(u32::MAX))
+    }
+
+    /// Remint a late Worker token.
+    pub fn remint(&mut self, bearer: JsValue) -> JsResult<JsValue> {
+        let bearer = throw(bearer_arg(&bearer))?;
+        let minted = throw(self.store.remint(&bearer))?;
+        Ok(minted_js(&minted))
+    }
+
+    /// Remove the records of expired tokens; returns how many.
+    #[wasm_bindgen(js_name = purgeExpired)]
+    pub fn purge_expired(&mut self) -> u32 {
+        u32::try_from(self.store.purge_expired()).unwrap_or(u32::MAX)
+    }
+
+    /// One record, or `undefined`.
+    pub fn record(&self, fingerprint: JsValue) -> JsResult<Option<JsCapTokenRecord>> {
+        let fingerprint = fingerprint_arg(&fingerprint)?;
+        Ok(self
+            .store
+            .record(&fingerprint)
+            .map(|record| JsCapTokenRecord::new(record, fingerprint)))
+    }
+
+    /// One task, or `undefined`.
+    pub fn task(&self, task_id: JsValue) -> JsResult<JsValue> {
+        let task_id = string_arg(&task_id, "taskId")?;
+        Ok(self
+            .store
+            .task(&task_id)
+            .map_or(JsValue::UNDEFINED, |task| task_js(&task)))
+    }
+
+    /// Every record as `CapTokenRecordJSON`, ordered by fingerprint.
+    pub fn records(&self) -> JsValue {
+        let records: Vec<RecordJson> = self
+            .store
+            .records()
+            .into_iter()
+            .map(|(fingerprint, record)| RecordJson {
+                token: record.token,
+                uses_left: record.uses_left,
+                revoked: record.revoked,
+                task_id: record.task_id,
+                fingerprint: Some(fingerprint),
+            })
+            .collect();
+        to_js(&records)
+    }
+
+    /// Every tracked task.
+    pub fn tasks(&self) -> JsValue {
+        let tasks: Vec<JsValue> = self.store.tasks().iter().map(task_js).collect();
+        tasks.into_iter().collect::<Array>().into()
+    }
+
+    /// How many records the store holds.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> u32 {
+        u32::try_from(self.store.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The whole state as JSON text.
+    pub fn snapshot(&self) -> String {
+        self.store.snapshot()
+    }
+}

@@ -1,0 +1,56 @@
+//! Capability tokens for agent swarms: signed bearer tokens with use budgets,
+//! task binding and a spawn-depth cap, decided synchronously.
+//!
+//! The crate is organised the way a decision flows (see `SPEC.md`):
+//!
+//! * [`role`] — roles and verbs with their wire names;
+//! * [`gate`] — which role may call which verb;
+//! * [`token`] — the token, its bearer string and its fingerprint;
+//! * [`signer`] — HMAC-SHA256 signing in the `v2` and `mlua-swarm` formats;
+//! * [`verifier`] — the stateless steps of a decision (decode, signature, expiry, gate);
+//! * [`record`] — [`CapTokenRecord`], the state paired with one minted token;
+//! * [`state`] — the records and tasks a decision reads and changes;
+//! * [`store`] — [`TokenStore`], which joins the two halves;
+//! * [`snapshot`] — the store's state as JSON text;
+//! * [`error`] — [`CapTokenError`] and its stable codes.
+//!
+//! No public function panics on any input: every bad input is a [`CapTokenError`].
+
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod error;
+pub mod gate;
+pub mod record;
+pub mod role;
+pub mod signer;
+pub mod snapshot;
+pub mod state;
+pub mod store;
+pub mod task;
+pub mod token;
+pub mod verifier;
+
+#[cfg(target_arch = "wasm32")]
+pub mod bindings;
+
+pub use clock::{Clock, FixedClock};
+#[cfg(not(target_arch = "wasm32"))]
+pub use clock::SystemClock;
+pub use error::{CapTokenError, ErrorCode};
+pub use gate::Gate;
+pub use record::{CapTokenConsumeError, CapTokenRecord};
+pub use role::{Role, Verb};
+pub use signer::{Signer, SigningFormat};
+pub use store::{Grant, MintOptions, Minted, StoreConfig, TokenStore};
+pub use task::{TaskId, TaskInfo};
+pub use token::{CapToken, Fingerprint};

@@ -1,0 +1,299 @@
+//! Snapshot and restore: a store's whole state as JSON text.
+//!
+//! ```json
+//! { "version": 1, "format": "v2",
+//!   "records": [ { "fingerprint": "…", "token": { "v": 2, "agent_id": "…", "role": "worker",
+//!                  "scopes": ["*"], "issued_at": 0, "expire_at": 0, "max_uses": null,
+//!                  "sig_hex": "…" },
+//!                  "uses_left": null, "revoked": false, "task_id": "…" } ],
+//!   "tasks": [ { "task_id": "…", "parent_id": null, "spawn_depth": 0 } ] }
+//! ```
+//!
+//! A snapshot holds no nonce and no secret: a record carries its fingerprint
+//! instead of the nonce, and the token object has no `nonce` field at all (one
+//! that does is refused). So a leaked snapshot lets no one act as any token.
+
+use crate::clock::Clock;
+use crate::error::CapTokenError;
+use crate::role::Role;
+use crate::signer::SigningFormat;
+use crate::state::{Entry, MemoryState, Scopes, TaskNode};
+use crate::store::{check_task_id, StoreConfig, TokenStore};
+use crate::task::TaskInfo;
+use crate::token::{is_lower_hex, Fingerprint, MAX_SAFE_INTEGER};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{HashMap, HashSet};
+
+/// The snapshot format version this crate writes and reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct SnapshotOut<'a> {
+    version: u32,
+    format: SigningFormat,
+    records: RecordsOut<'a>,
+    tasks: Vec<TaskInfo>,
+}
+
+struct RecordsOut<'a>(&'a MemoryState);
+
+impl Serialize for RecordsOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for (fingerprint, entry) in self.0.entries() {
+            seq.serialize_element(&RecordOut { fingerprint, entry })?;
+        }
+        seq.end()
+    }
+}
+
+struct RecordOut<'a> {
+    fingerprint: &'a Fingerprint,
+    entry: &'a Entry,
+}
+
+#[derive(Serialize)]
+struct RecordShape<'a> {
+    fingerprint: &'a Fingerprint,
+    token: TokenShape<'a>,
+    uses_left: Option<u32>,
+    revoked: bool,
+    task_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct TokenShape<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v: Option<u8>,
+    agent_id: &'a str,
+    role: Role,
+    scopes: ScopesOut<'a>,
+    issued_at: u64,
+    expire_at: u64,
+    max_uses: Option<u32>,
+    sig_hex: &'a str,
+}
+
+struct ScopesOut<'a>(&'a Scopes);
+
+impl Serialize for ScopesOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Scopes::All => serializer.collect_seq(["*"]),
+            Scopes::List(list) => serializer.collect_seq(list.iter()),
+        }
+    }
+}
+
+impl Serialize for RecordOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let entry = self.entry;
+        let mut buf = [0u8; 64];
+        let sig_hex = base16ct::lower::encode_str(&entry.sig, &mut buf)
+            .map_err(|_| serde::ser::Error::custom("signature"))?;
+        RecordShape {
+            fingerprint: self.fingerprint,
+            token: TokenShape {
+                v: entry.v,
+                agent_id: &entry.agent_id,
+                role: entry.role,
+                scopes: ScopesOut(&entry.scopes),
+                issued_at: entry.issued_at,
+                expire_at: entry.expire_at,
+                max_uses: entry.max_uses,
+                sig_hex,
+            },
+            uses_left: entry.uses_left,
+            revoked: entry.revoked,
+            task_id: entry.task_id.as_deref(),
+        }
+        .serialize(serializer)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotIn {
+    version: u32,
+    format: SigningFormat,
+    records: Vec<RecordIn>,
+    tasks: Vec<TaskInfo>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordIn {
+    fingerprint: Fingerprint,
+    token: TokenIn,
+    uses_left: Option<u32>,
+    revoked: bool,
+    #[serde(default)]
+    task_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenIn {
+    #[serde(default)]
+    v: Option<u8>,
+    agent_id: String,
+    #[serde(deserialize_with = "wire_role")]
+    role: Role,
+    scopes: Vec<String>,
+    issued_at: u64,
+    expire_at: u64,
+    max_uses: Option<u32>,
+    sig_hex: String,
+}
+
+/// Snapshots name roles by their wire names only.
+fn wire_role<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Role, D::Error> {
+    let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+    name.parse()
+        .map_err(|_| serde::de::Error::custom("unknown role"))
+}
+
+impl TokenStore {
+    /// The whole state as JSON text (see the module docs). Holds no nonce and
+    /// no secret.
+    pub fn snapshot(&self) -> String {
+        let doc = SnapshotOut {
+            version: SNAPSHOT_VERSION,
+            format: self.config().format,
+            records: RecordsOut(self.state()),
+            tasks: self.tasks(),
+        };
+        // Only strings and integers: serialising cannot fail.
+        serde_json::to_string(&doc).unwrap_or_default()
+    }
+
+    /// Rebuild a store from [`snapshot`](Self::snapshot) text. Everything is
+    /// validated first; on any fault this is [`CapTokenError::SnapshotInvalid`]
+    /// and nothing is created.
+    pub fn restore(
+        snapshot: &str,
+        secret: &[u8],
+        config: StoreConfig,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, CapTokenError> {
+        let state = parse(snapshot, config.format)?;
+        TokenStore::with_state(secret, config, clock, state)
+    }
+}
+
+fn parse(snapshot: &str, format: SigningFormat) -> Result<MemoryState, CapTokenError> {
+    let doc: SnapshotIn = serde_json::from_str(snapshot)
+        .map_err(|e| CapTokenError::snapshot(format!("not a snapshot: {e}")))?;
+    if doc.version != SNAPSHOT_VERSION {
+        return Err(CapTokenError::snapshot(format!(
+            "unsupported version {}",
+            doc.version
+        )));
+    }
+    if doc.format != format {
+        return Err(CapTokenError::snapshot(format!(
+            "snapshot is of format {} but the store uses {}",
+            doc.format.as_str(),
+            format.as_str()
+        )));
+    }
+    let tasks = validate_tasks(doc.tasks)?;
+    let mut seen = HashSet::with_capacity(doc.records.len());
+    let mut records = Vec::with_capacity(doc.records.len());
+    for record in doc.records {
+        if !seen.insert(record.fingerprint) {
+            return Err(CapTokenError::snapshot(format!(
+                "duplicate fingerprint {}",
+                record.fingerprint
+            )));
+        }
+        records.push((record.fingerprint, validate_record(record, format)?));
+    }
+    Ok(MemoryState::from_parts(records, tasks))
+}
+
+fn validate_record(record: RecordIn, format: SigningFormat) -> Result<Entry, CapTokenError> {
+    let fault = |what: &str| {
+        CapTokenError::snapshot(format!("record {}: {what}", record.fingerprint))
+    };
+    let token = &record.token;
+    if token.v != format.version_field() {
+        return Err(fault("token is not of the store's format"));
+    }
+    if token.agent_id.is_empty() {
+        return Err(fault("empty agent_id"));
+    }
+    if token.issued_at > MAX_SAFE_INTEGER || token.expire_at > MAX_SAFE_INTEGER {
+        return Err(fault("time out of range"));
+    }
+    let mut sig = [0u8; 32];
+    if !is_lower_hex(&token.sig_hex, 64)
+        || base16ct::lower::decode(&token.sig_hex, &mut sig).is_err()
+    {
+        return Err(fault("sig_hex is not 64 lowercase hex characters"));
+    }
+    match (token.max_uses, record.uses_left) {
+        (None, None) => {}
+        (Some(max), Some(left)) if left <= max => {}
+        _ => return Err(fault("uses_left does not fit max_uses")),
+    }
+    if let Some(task_id) = &record.task_id {
+        check_task_id(task_id).map_err(|_| fault("invalid task_id"))?;
+    }
+    Ok(Entry {
+        agent_id: token.agent_id.as_str().into(),
+        scopes: Scopes::from_list(&token.scopes),
+        issued_at: token.issued_at,
+        expire_at: token.expire_at,
+        max_uses: token.max_uses,
+        uses_left: record.uses_left,
+        task_id: record.task_id.as_deref().map(Into::into),
+        sig,
+        role: token.role,
+        v: token.v,
+        revoked: record.revoked,
+    })
+}
+
+/// Unique ids; roots at depth 0; every child one below a parent that exists.
+/// Depth rising by exactly one per edge also rules out cycles.
+fn validate_tasks(tasks: Vec<TaskInfo>) -> Result<Vec<(Box<str>, TaskNode)>, CapTokenError> {
+    let mut depths: HashMap<&str, u32> = HashMap::with_capacity(tasks.len());
+    for task in &tasks {
+        check_task_id(&task.task_id)
+            .map_err(|_| CapTokenError::snapshot("invalid task id"))?;
+        if depths.insert(&task.task_id, task.spawn_depth).is_some() {
+            return Err(CapTokenError::snapshot(format!(
+                "duplicate task {:?}",
+                task.task_id
+            )));
+        }
+    }
+    for task in &tasks {
+        let fits = match &task.parent_id {
+            None => task.spawn_depth == 0,
+            Some(parent) => depths
+                .get(parent.as_str())
+                .is_some_and(|depth| depth.checked_add(1) == Some(task.spawn_depth)),
+        };
+        if !fits {
+            return Err(CapTokenError::snapshot(format!(
+                "task {:?} does not fit its parent",
+                task.task_id
+            )));
+        }
+    }
+    Ok(tasks
+        .into_iter()
+        .map(|task| {
+            (
+                task.task_id.into_boxed_str(),
+                TaskNode {
+                    parent_id: task.parent_id.map(String::into_boxed_str),
+                    spawn_depth: task.spawn_depth,
+                },
+            )
+        })
+        .collect())
+}

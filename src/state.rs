@@ -1,0 +1,284 @@
+//! The stateful half of a decision: token records keyed by fingerprint, and
+//! the task table (steps 5 to 7 of SPEC.md read and change this).
+//!
+//! [`MemoryState`] holds it in process, compactly: the nonce is never kept,
+//! the common `["*"]` scope list costs nothing, and the signature is raw bytes.
+//! A backend that keeps this state elsewhere (e.g. Redis) replaces this module
+//! and leaves [`crate::verifier`] untouched.
+
+use crate::record::{CapTokenConsumeError, CapTokenRecord};
+use crate::role::Role;
+use crate::task::TaskInfo;
+use crate::token::{CapToken, Fingerprint};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A token's scopes, with the default `["*"]` held without allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Scopes {
+    All,
+    List(Box<[Box<str>]>),
+}
+
+impl Scopes {
+    pub(crate) fn from_list(scopes: &[String]) -> Self {
+        match scopes {
+            [only] if only == "*" => Scopes::All,
+            _ => Scopes::List(scopes.iter().map(|s| s.as_str().into()).collect()),
+        }
+    }
+
+    pub(crate) fn to_list(&self) -> Vec<String> {
+        match self {
+            Scopes::All => vec!["*".to_owned()],
+            Scopes::List(list) => list.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// What the store keeps of one minted token: the record without the nonce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) agent_id: Box<str>,
+    pub(crate) scopes: Scopes,
+    pub(crate) issued_at: u64,
+    pub(crate) expire_at: u64,
+    pub(crate) max_uses: Option<u32>,
+    pub(crate) uses_left: Option<u32>,
+    pub(crate) task_id: Option<Box<str>>,
+    pub(crate) sig: [u8; 32],
+    pub(crate) role: Role,
+    pub(crate) v: Option<u8>,
+    pub(crate) revoked: bool,
+}
+
+impl Entry {
+    /// A fresh entry for `token` (uses_left = max_uses, not revoked).
+    pub(crate) fn new(token: &CapToken, task_id: Option<&str>) -> Self {
+        let mut sig = [0u8; 32];
+        // The signer has already checked sig_hex is 64 hex characters.
+        let _ = base16ct::lower::decode(&token.sig_hex, &mut sig);
+        Entry {
+            agent_id: token.agent_id.as_str().into(),
+            scopes: Scopes::from_list(&token.scopes),
+            issued_at: token.issued_at,
+            expire_at: token.expire_at,
+            max_uses: token.max_uses,
+            uses_left: token.max_uses,
+            task_id: task_id.map(Into::into),
+            sig,
+            role: token.role,
+            v: token.v,
+            revoked: false,
+        }
+    }
+
+    /// The token as recorded: every field but the nonce, which is empty.
+    pub(crate) fn token(&self) -> CapToken {
+        let mut buf = [0u8; 64];
+        CapToken {
+            v: self.v,
+            agent_id: self.agent_id.to_string(),
+            role: self.role,
+            scopes: self.scopes.to_list(),
+            issued_at: self.issued_at,
+            expire_at: self.expire_at,
+            max_uses: self.max_uses,
+            nonce: String::new(),
+            sig_hex: base16ct::lower::encode_str(&self.sig, &mut buf)
+                .map(str::to_owned)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The seed-shaped record (its token's nonce is empty).
+    pub(crate) fn to_record(&self) -> CapTokenRecord {
+        CapTokenRecord {
+            token: self.token(),
+            uses_left: self.uses_left,
+            revoked: self.revoked,
+            task_id: self.task_id.as_deref().map(str::to_owned),
+        }
+    }
+
+    /// Step 7 without spending: revoked first, then uses left.
+    pub(crate) fn can_consume(&self) -> Result<(), CapTokenConsumeError> {
+        if self.revoked {
+            Err(CapTokenConsumeError::Revoked)
+        } else if self.uses_left == Some(0) {
+            Err(CapTokenConsumeError::Exhausted)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn is_expired(&self, now: u64) -> bool {
+        self.role.expires() && now >= self.expire_at
+    }
+}
+
+/// Fingerprints are SHA-256 outputs of CSPRNG nonces, and only tokens with a
+/// valid signature are ever inserted, so their first eight bytes are already
+/// a uniform hash: no need to hash them again.
+#[derive(Default)]
+pub(crate) struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, byte) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*byte) << (8 * i);
+        }
+    }
+}
+
+type RecordMap = HashMap<Fingerprint, Entry, BuildHasherDefault<FingerprintHasher>>;
+
+/// A task as the table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TaskNode {
+    pub(crate) parent_id: Option<Box<str>>,
+    pub(crate) spawn_depth: u32,
+}
+
+/// The records and tasks of one store, in process memory.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryState {
+    records: RecordMap,
+    tasks: HashMap<Box<str>, TaskNode>,
+}
+
+impl MemoryState {
+    pub(crate) fn from_parts(
+        records: Vec<(Fingerprint, Entry)>,
+        tasks: Vec<(Box<str>, TaskNode)>,
+    ) -> Self {
+        let mut state = MemoryState::default();
+        state.records.reserve(records.len());
+        state.records.extend(records);
+        state.tasks.extend(tasks);
+        state
+    }
+
+    /// How many records are held.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub(crate) fn entry(&self, fingerprint: &Fingerprint) -> Option<&Entry> {
+        self.records.get(fingerprint)
+    }
+
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&Fingerprint, &Entry)> {
+        self.records.iter()
+    }
+
+    /// Insert a new record; an existing one is left as it is (returns false).
+    pub(crate) fn insert(&mut self, fingerprint: Fingerprint, entry: Entry) -> bool {
+        match self.records.entry(fingerprint) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(entry);
+                true
+            }
+        }
+    }
+
+    /// Spend one use (step 7). Returns the uses left afterwards.
+    pub(crate) fn consume(
+        &mut self,
+        fingerprint: &Fingerprint,
+    ) -> Option<Result<Option<u32>, CapTokenConsumeError>> {
+        let entry = self.records.get_mut(fingerprint)?;
+        Some(entry.can_consume().map(|()| {
+            if let Some(left) = entry.uses_left.as_mut() {
+                *left = left.saturating_sub(1);
+            }
+            entry.uses_left
+        }))
+    }
+
+    /// Revoke one record; true when it was live before.
+    pub(crate) fn revoke(&mut self, fingerprint: &Fingerprint) -> bool {
+        match self.records.get_mut(fingerprint) {
+            Some(entry) if !entry.revoked => {
+                entry.revoked = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Revoke every live record bound to one of `task_ids`; returns how many.
+    pub(crate) fn revoke_bound_to(&mut self, task_ids: &HashSet<&str>) -> usize {
+        let mut revoked = 0;
+        for entry in self.records.values_mut() {
+            let bound = entry
+                .task_id
+                .as_deref()
+                .is_some_and(|task| task_ids.contains(task));
+            if bound && !entry.revoked {
+                entry.revoked = true;
+                revoked += 1;
+            }
+        }
+        revoked
+    }
+
+    /// Remove the records of expired tokens; returns how many.
+    pub(crate) fn purge_expired(&mut self, now: u64) -> usize {
+        let before = self.records.len();
+        self.records.retain(|_, entry| !entry.is_expired(now));
+        before - self.records.len()
+    }
+
+    pub(crate) fn task(&self, task_id: &str) -> Option<&TaskNode> {
+        self.tasks.get(task_id)
+    }
+
+    pub(crate) fn tasks(&self) -> impl Iterator<Item = (&str, &TaskNode)> {
+        self.tasks.iter().map(|(id, node)| (&**id, node))
+    }
+
+    pub(crate) fn insert_task(&mut self, task_id: &str, node: TaskNode) {
+        self.tasks.insert(task_id.into(), node);
+    }
+
+    /// `task_id` and every task below it.
+    pub(crate) fn subtree<'a>(&'a self, task_id: &'a str) -> HashSet<&'a str> {
+        let mut found: HashSet<&str> = HashSet::from([task_id]);
+        // Depth grows by one per generation, so each pass reaches one level
+        // further down; stop when a pass finds nothing new.
+        loop {
+            let before = found.len();
+            for (id, node) in &self.tasks {
+                if let Some(parent) = node.parent_id.as_deref() {
+                    if found.contains(parent) {
+                        found.insert(id);
+                    }
+                }
+            }
+            if found.len() == before {
+                return found;
+            }
+        }
+    }
+}
+
+impl TaskNode {
+    pub(crate) fn info(&self, task_id: &str) -> TaskInfo {
+        TaskInfo {
+            task_id: task_id.to_owned(),
+            parent_id: self.parent_id.as_deref().map(str::to_owned),
+            spawn_depth: self.spawn_depth,
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! [`TokenStore`]: the engine's token table and task table, deciding calls.
+//!
+//! A decision runs the stateless steps in [`crate::verifier`] and then the
+//! stateful ones against [`crate::state`]. A call that fails at any step,
+//! including a later step of a compound call, spends and changes nothing:
+//! every check runs before the first write.
+
+use crate::clock::Clock;
+use crate::error::CapTokenError;
+use crate::gate::Gate;
+use crate::record::{CapTokenConsumeError, CapTokenRecord};
+use crate::role::{Role, Verb};
+use crate::signer::{Signer, SigningFormat};
+use crate::state::{Entry, MemoryState, TaskNode};
+use crate::task::{TaskId, TaskInfo, MAX_TASK_ID_LEN};
+use crate::token::{CapToken, Fingerprint, MAX_BEARER_LEN, MAX_SAFE_INTEGER};
+use crate::verifier::{Verified, Verifier};
+
+/// The longest agent id accepted at minting, in bytes.
+pub const MAX_AGENT_ID_LEN: usize = 256;
+/// The most scopes a minted token may carry.
+pub const MAX_SCOPES: usize = 32;
+/// The longest scope accepted at minting, in bytes.
+pub const MAX_SCOPE_LEN: usize = 128;
+
+/// How a store is set up. `Default` gives SPEC.md's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The signing format minted and accepted (default `v2`).
+    pub format: SigningFormat,
+    /// Child tasks may exist at depths below this (default 4: depths 0 to 3).
+    pub max_spawn_depth: u32,
+    /// Lifetime of minted tokens unless told otherwise (default 1800 s).
+    pub worker_token_ttl_secs: u64,
+    /// Which role may call which verb (default: the table of SPEC.md).
+    pub gate: Gate,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            format: SigningFormat::V2,
+            max_spawn_depth: 4,
+            worker_token_ttl_secs: 1800,
+            gate: Gate::default(),
+        }
+    }
+}
+
+/// Options for minting; `Default` gives scopes `["*"]`, unlimited uses,
+/// the store's token lifetime and no bound task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MintOptions {
+    /// The token's scopes (default `["*"]`).
+    pub scopes: Option<Vec<String>>,
+    /// Seconds until expiry (default: the store's `worker_token_ttl_secs`).
+    pub ttl_secs: Option<u64>,
+    /// The use budget (default `None`: unlimited).
+    pub max_uses: Option<u32>,
+    /// Bind the token to this task, tracked by the store or not.
+    pub task_id: Option<TaskId>,
+}
+
+/// A freshly minted token: the bearer to hand out, the token, its fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Minted {
+    /// The bearer string (carries the nonce: hand it only to its holder).
+    pub bearer: String,
+    /// The token itself.
+    pub token: CapToken,
+    /// The token's public identity.
+    pub fingerprint: Fingerprint,
+}
+
+/// What an allowed call may do: who the caller is, and what is left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The token's public identity.
+    pub fingerprint: Fingerprint,
+    /// The token's agent.
+    pub agent_id: String,
+    /// The token's role.
+    pub role: Role,
+    /// The token's scopes.
+    pub scopes: Vec<String>,
+    /// The task the token is bound to.
+    pub task_id: Option<TaskId>,
+    /// Uses left: after this call's use for `verify`, as they stand for `check`.
+    pub uses_left: Option<u32>,
+}
+
+/// The token table and task table of one orchestrator.
+pub struct TokenStore {
+    verifier: Verifier,
+    state: MemoryState,
+    config: StoreConfig,
+    clock: Box<dyn Clock>,
+}
+
+impl core::fmt::Debug for TokenStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TokenStore")
+            .field("config", &self.config)
+            .field("records", &self.state.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A decision that passed steps 1 to 7 and has not spent anything yet.
+struct Allowed {
+    verified: Verified,
+    bound: Option<TaskId>,
+    uses_left: Option<u32>,
+}
+
+impl TokenStore {
+    /// An empty store. The secret must be at least 32 bytes.
+    pub fn new(
+        secret: &[u8],
+        config: StoreConfig,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, CapTokenError> {
+        Self::with_state(secret, config, clock, MemoryState::default())
+    }
+
+    pub(crate) fn with_state(
+        secret: &[u8],
+        config: StoreConfig,
+        clock: Box<dyn Clock>,
+        state: MemoryState,
+    ) -> Result<Self, CapTokenError> {
+        if config.max_spawn_depth == 0 {
+            return Err(CapTokenError::invalid("maxSpawnDepth must be at least 1"));
+        }
+        if config.worker_token_ttl_secs == 0 || config.worker_token_ttl_secs > MAX_SAFE_INTEGER {
+            return Err(CapTokenError::invalid(
+                "workerTokenTtlSecs must be a positive safe integer",
+            ));
+        }
+        let signer = Signer::new(secret, config.format)?;
+        Ok(TokenStore {
+            verifier: Verifier::new(signer, config.gate),
+            state,
+            config,
+            clock,
+        })
+    }
+
+    /// The configuration the store was built with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// The stateless verifier (steps 1 to 4).
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    pub(crate) fn state(&self) -> &MemoryState {
+        &self.state
+    }
+
+    /// The store's clock, in unix seconds.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// How many token records the store holds.
+    pub fn len(&self) -> usize {
+        self.state.len()
+    }
+
+    /// Whether the store holds no token record.
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty()
+    }
+
+    // ---- minting -------------------------------------------------------
+
+    /// Attach an Operator: mint its session token (no bound task by default).
+    pub fn attach_operator(
+        &mut self,
+        agent_id: &str,
+        options: MintOptions,
+    ) -> Result<Minted, CapTokenError> {
+        self.mint(agent_id, Role::Operator, options)
+    }
+
+    /// Mint a token of any role, optionally bound to a task.
+    pub fn mint(
+        &mut self,
+        agent_id: &str,
+        role: Role,
+        options: MintOptions,
+    ) -> Result<Minted, CapTokenError> {
+        let (minted, entry) = self.prepare_mint(agent_id, role, &options)?;
+        self.state.insert(minted.fingerprint, entry);
+        Ok(minted)
+    }
+
+    /// Build and sign a token and its entry without touching the state.
+    fn prepare_mint(
+        &self,
+        agent_id: &str,
+        role: Role,
+        options: &MintOptions,
+    ) -> Result<(Minted, Entry), CapTokenError> {
+        check_text("agentId", agent_id, MAX_AGENT_ID_LEN)?;
+        let scopes = match &options.scopes {
+            Some(scopes) => {
+                if scopes.len() > MAX_SCOPES {
+                    return Err(CapTokenError::invalid("too many scopes (at most 32)"));
+                }
+                for scope in scopes {
+                    check_text("scope", scope, MAX_SCOPE_LEN)?;
+                }
+                scopes.clone()
+            }
+            None => vec!["*".to_owned()],
+        };
+        if let Some(task_id) = &options.task_id {
+            check_task_id(task_id)?;
+        }
+        let ttl = options.ttl_secs.unwrap_or(self.config.worker_token_ttl_secs);
+        let now = self.now().min(MAX_SAFE_INTEGER);
+        let expire_at = now
+            .checked_add(ttl)
+            .filter(|at| *at <= MAX_SAFE_INTEGER)
+            .ok_or_else(|| CapTokenError::invalid("ttlSecs is too large"))?;
+        let mut token = CapToken {
+            v: None,
+            agent_id: agent_id.to_owned(),
+            role,
+            scopes,
+            issued_at: now,
+            expire_at,
+            max_uses: options.max_uses,
+            nonce: new_nonce()?,
+            sig_hex: String::new(),
+        };
+        self.verifier.signer().seal(&mut token);
+        let bearer = token.to_bearer();
+        if bearer.len() > MAX_BEARER_LEN {
+            return Err(CapTokenError::invalid("token would exceed the bearer size limit"));
+        }
+        let fingerprint = token.fingerprint();
+        let entry = Entry::new(&token, options.task_id.as_deref());
+        Ok((
+            Minted {
+                bearer,
+                token,
+                fingerprint,
+            },
+            entry,
+        ))
+    }
+
+    /// Record a token minted elsewhere with the same secret, optionally bound
+    /// to a task. It must pass steps 1 to 3. Adopting a token already recorded
+    /// changes nothing: a spent budget is never reset.
+    pub fn adopt(
+        &mut self,
+        bearer: &str,
+        task_id: Option<&str>,
+    ) -> Result<Fingerprint, CapTokenError> {
+        let verified = self.verifier.authenticate(bearer, self.now())?;
+        if let Some(task_id) = task_id {
+            check_task_id(task_id)?;
+        }
+        let entry = Entry::new(&verified.token, task_id);
+        self.state.insert(verified.fingerprint, entry);
+        Ok(verified.fingerprint)
+    }
+
+    // ---- deciding ------------------------------------------------------
+
+    /// Steps 1 to 7 without spending.
+    fn decide(
+        &self,
+        bearer: &str,
+        verb: Verb,
+        task_arg: Option<&str>,
+    ) -> Result<Allowed, CapTokenError> {
+        let verified = self.verifier.authorize(bearer, verb, self.now())?;
+        let fingerprint = verified.fingerprint;
+        let entry = self
+            .state
+            .entry(&fingerprint)
+            .ok_or(CapTokenError::TokenNotFound { fingerprint })?;
+        let bound = entry.task_id.as_deref();
+        if verified.token.role == Role::Worker
+            && verb.is_ownership_gated()
+            && (bound.is_none() || bound != task_arg)
+        {
+            return Err(CapTokenError::TokenTaskMismatch {
+                fingerprint,
+                bound: bound.map(str::to_owned),
+                arg: task_arg.map(str::to_owned),
+            });
+        }
+        entry
+            .can_consume()
+            .map_err(|e| consume_error(e, fingerprint))?;
+        Ok(Allowed {
+            bound: bound.map(str::to_owned),
+            uses_left: entry.uses_left,
+            verified,
+        })
+    }
+
+    /// Spend one use of an allowed decision.
+    fn spend(&mut self, allowed: &mut Allowed) -> Result<(), CapTokenError> {
+        let fingerprint = allowed.verified.fingerprint;
+        match self.state.consume(&fingerprint) {
+            Some(Ok(left)) => {
+                allowed.uses_left = left;
+                Ok(())
+            }
+            Some(Err(e)) => Err(consume_error(e, fingerprint)),
+            None => Err(CapTokenError::TokenNotFound { fingerprint }),
+        }
+    }
+
+    /// Decide a call and, when allowed, spend one use. `task_id` is the task
+    /// the call is about (required for a Worker's task-state verbs).
+    pub fn verify(
+        &mut self,
+        bearer: &str,
+        verb: Verb,
+        task_id: Option<&str>,
+    ) -> Result<Grant, CapTokenError> {
+        let mut allowed = self.decide(bearer, verb, task_id)?;
+        self.spend(&mut allowed)?;
+        Ok(grant(allowed))
+    }
+
+    /// Decide a call exactly as [`verify`](Self::verify) would, spending nothing.
+    pub fn check(
+        &self,
+        bearer: &str,
+        verb: Verb,
+        task_id: Option<&str>,
+    ) -> Result<Grant, CapTokenError> {
+        self.decide(bearer, verb, task_id).map(grant)
+    }
+
+    // ---- tasks ---------------------------------------------------------
+
+    /// `start_task`: an Operator (or any role but Worker) starts a root task at
+    /// depth 0; a Worker starts a child of its bound task at depth + 1, refused
+    /// when that reaches `max_spawn_depth`. A Worker whose bound task is not
+    /// tracked cannot spawn: its depth is unknown.
+    pub fn start_task(
+        &mut self,
+        bearer: &str,
+        task_id: Option<&str>,
+    ) -> Result<TaskInfo, CapTokenError> {
+        let mut allowed = self.decide(bearer, Verb::StartTask, None)?;
+        let (parent_id, spawn_depth) = if allowed.verified.token.role == Role::Worker {
+            let parent_id = allowed.bound.clone();
+            let parent = parent_id
+                .as_deref()
+                .and_then(|id| self.state.task(id))
+                .ok_or_else(|| CapTokenError::TaskNotFound {
+                    task_id: parent_id.clone(),
+                })?;
+            let depth = parent.spawn_depth.saturating_add(1);
+            if depth >= self.config.max_spawn_depth {
+                return Err(CapTokenError::SpawnDepthExceeded {
+                    current: depth,
+                    max: self.config.max_spawn_depth,
+                });
+            }
+            (parent_id, depth)
+        } else {
+            (None, 0)
+        };
+        let task_id = match task_id {
+            Some(id) => {
+                check_task_id(id)?;
+                if self.state.task(id).is_some() {
+                    return Err(CapTokenError::invalid("a task with this id already exists"));
+                }
+                id.to_owned()
+            }
+            None => self.new_task_id()?,
+        };
+        self.spend(&mut allowed)?;
+        let node = TaskNode {
+            parent_id: parent_id.map(Into::into),
+            spawn_depth,
+        };
+        let info = node.info(&task_id);
+        self.state.insert_task(&task_id, node);
+        Ok(info)
+    }
+
+    /// `dispatch_attempt` on a tracked task: mint a Worker token bound to it
+    /// (agent `worker-of-<task id>`). Options as for [`mint`](Self::mint);
+    /// their `task_id`, if given, must name the same task.
+    pub fn dispatch_attempt(
+        &mut self,
+        bearer: &str,
+        task_id: &str,
+        options: MintOptions,
+    ) -> Result<Minted, CapTokenError> {
+        let mut allowed = self.decide(bearer, Verb::DispatchAttempt, Some(task_id))?;
+        if options.task_id.as_deref().is_some_and(|id| id != task_id) {
+            return Err(CapTokenError::invalid(
+                "options.taskId must match the dispatched task",
+            ));
+        }
+        if self.state.task(task_id).is_none() {
+            return Err(CapTokenError::TaskNotFound {
+                task_id: Some(task_id.to_owned()),
+            });
+        }
+        let options = MintOptions {
+            task_id: Some(task_id.to_owned()),
+            ..options
+        };
+        let (minted, entry) =
+            self.prepare_mint(&format!("worker-of-{task_id}"), Role::Worker, &options)?;
+        self.spend(&mut allowed)?;
+        self.state.insert(minted.fingerprint, entry);
+        Ok(minted)
+    }
+
+    fn new_task_id(&self) -> Result<TaskId, CapTokenError> {
+        loop {
+            let mut bytes = [0u8; 6];
+            getrandom::fill(&mut bytes).map_err(|_| no_randomness())?;
+            let mut buf = [0u8; 12];
+            let hex = base16ct::lower::encode_str(&bytes, &mut buf).map_err(|_| no_randomness())?;
+            let id = format!("task-{hex}");
+            if self.state.task(&id).is_none() {
+                return Ok(id);
+            }
+        }
+    }
+
+    // ---- lifecycle -----------------------------------------------------
+
+    /// Revoke one token; true when it was live and is now revoked.
+    pub fn revoke(&mut self, fingerprint: &Fingerprint) -> bool {
+        self.state.revoke(fingerprint)
+    }
+
+    /// Revoke every token bound to `task_id` or to any task below it; returns
+    /// how many were newly revoked.
+    pub fn revoke_task(&mut self, task_id: &str) -> usize {
+        let subtree: std::collections::HashSet<String> = self
+            .state
+            .subtree(task_id)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let subtree = subtree.iter().map(String::as_str).collect();
+        self.state.revoke_bound_to(&subtree)
+    }
+
+    /// Remint a Worker token whose delivery ran late. The presented token must
+    /// carry a good signature (its expiry is ignored) and a live record. The new
+    /// token has the same agent, scopes and bound task, `max_uses` = the uses
+    /// left, and a fresh expiry; the old record is revoked, so the bearer's
+    /// power never widens.
+    pub fn remint(&mut self, bearer: &str) -> Result<Minted, CapTokenError> {
+        let verified = self.verifier.authenticate_ignoring_expiry(bearer)?;
+        let fingerprint = verified.fingerprint;
+        if verified.token.role != Role::Worker {
+            return Err(CapTokenError::invalid("only worker tokens can be reminted"));
+        }
+        let entry = self
+            .state
+            .entry(&fingerprint)
+            .ok_or(CapTokenError::TokenNotFound { fingerprint })?;
+        entry
+            .can_consume()
+            .map_err(|e| consume_error(e, fingerprint))?;
+        let options = MintOptions {
+            scopes: Some(verified.token.scopes.clone()),
+            ttl_secs: None,
+            max_uses: entry.uses_left,
+            task_id: entry.task_id.as_deref().map(str::to_owned),
+        };
+        let (minted, entry) =
+            self.prepare_mint(&verified.token.agent_id, Role::Worker, &options)?;
+        self.state.revoke(&fingerprint);
+        self.state.insert(minted.fingerprint, entry);
+        Ok(minted)
+    }
+
+    /// Remove the records of expired tokens (Operator tokens stay); returns how many.
+    pub fn purge_expired(&mut self) -> usize {
+        let now = self.now();
+        self.state.purge_expired(now)
+    }
+
+    // ---- reading -------------------------------------------------------
+
+    /// The record of one token (its token's nonce is empty).
+    pub fn record(&self, fingerprint: &Fingerprint) -> Option<CapTokenRecord> {
+        self.state.entry(fingerprint).map(|entry| entry.to_record())
+    }
+
+    /// One tracked task.
+    pub fn task(&self, task_id: &str) -> Option<TaskInfo> {
+        self.state.task(task_id).map(|node| node.info(task_id))
+    }
+
+    /// Every record with its fingerprint, ordered by fingerprint.
+    pub fn records(&self) -> Vec<(Fingerprint, CapTokenRecord)> {
+        let mut records: Vec<_> = self
+            .state
+            .entries()
+            .map(|(fp, entry)| (*fp, entry.to_record()))
+            .collect();
+        records.sort_unstable_by_key(|(fp, _)| *fp);
+        records
+    }
+
+    /// Every tracked task, ordered by depth, then id.
+    pub fn tasks(&self) -> Vec<TaskInfo> {
+        let mut tasks: Vec<TaskInfo> = self
+            .state
+            .tasks()
+            .map(|(id, node)| node.info(id))
+            .collect();
+        tasks.sort_unstable_by(|a, b| {
+            (a.spawn_depth, &a.task_id).cmp(&(b.spawn_depth, &b.task_id))
+        });
+        tasks
+    }
+}
+
+fn grant(allowed: Allowed) -> Grant {
+    let Verified { token, fingerprint } = allowed.verified;
+    Grant {
+        fingerprint,
+        agent_id: token.agent_id,
+        role: token.role,
+        scopes: token.scopes,
+        task_id: allowed.bound,
+        uses_left: allowed.uses_left,
+    }
+}
+
+fn consume_error(error: CapTokenConsumeError, fingerprint: Fingerprint) -> CapTokenError {
+    match error {
+        CapTokenConsumeError::Revoked => CapTokenError::TokenRevoked { fingerprint },
+        CapTokenConsumeError::Exhausted => CapTokenError::TokenUsesExhausted { fingerprint },
+    }
+}
+
+fn no_randomness() -> CapTokenError {
+    CapTokenError::invalid("the system random number generator is unavailable")
+}
+
+fn new_nonce() -> Result<String, CapTokenError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|_| no_randomness())?;
+    let mut buf = [0u8; 32];
+    base16ct::lower::encode_str(&bytes, &mut buf)
+        .map(str::to_owned)
+        .map_err(|_| no_randomness())
+}
+
+fn check_text(what: &str, text: &str, max: usize) -> Result<(), CapTokenError> {
+    if text.is_empty() {
+        return Err(CapTokenError::invalid(format!("{what} must not be empty")));
+    }
+    if text.len() > max {
+        return Err(CapTokenError::invalid(format!(
+            "{what} is longer than {max} bytes"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_task_id(task_id: &str) -> Result<(), CapTokenError> {
+    check_text("taskId", task_id, MAX_TASK_ID_LEN)
+}
