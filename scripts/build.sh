@@ -7,9 +7,13 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 cargo build --release --target wasm32-unknown-unknown --lib --quiet
 wasm=target/wasm32-unknown-unknown/release/captoken.wasm
-rm -rf pkg
+# Build beside pkg/ and swap it in at the end, so a test running meanwhile
+# never sees a half-built package.
+tmp=$(mktemp -d pkg.tmp.XXXXXX)
+chmod 755 "$tmp"
+trap 'rm -rf "$tmp"' EXIT
 for target in nodejs web; do
-  out=pkg/${target/nodejs/node}
+  out=$tmp/${target/nodejs/node}
   wasm-bindgen --target "$target" --out-dir "$out" --no-typescript "$wasm"
   node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
     --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
@@ -17,8 +21,12 @@ for target in nodejs web; do
     "$out/captoken_bg.wasm" -o "$out/captoken_bg.wasm"
 done
 # The package is "type": "module"; the Node flavour is CommonJS.
-printf '{ "type": "commonjs" }\n' > pkg/node/package.json
-printf '{ "type": "module" }\n' > pkg/web/package.json
+printf '{ "type": "commonjs" }\n' > "$tmp/node/package.json"
+printf '{ "type": "module" }\n' > "$tmp/web/package.json"
+rm -rf pkg.old
+[ -d pkg ] && mv pkg pkg.old
+mv "$tmp" pkg
+rm -rf pkg.old
 raw=$(wc -c < pkg/web/captoken_bg.wasm)
 gz=$(gzip -9 -c pkg/web/captoken_bg.wasm | wc -c)
 echo "build: pkg/ ready (captoken_bg.wasm: $raw bytes, $gz gzipped)"
