@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Every test of every layer. Exits non-zero as soon as one layer fails.
+# Usage: npm test   (or: bash scripts/test.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n==== %s ====\n' "$*"; }
+
+step "setup"
+bash scripts/setup.sh --browser
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+step "cargo test (native core)"
+cargo test --quiet
+
+step "clippy (native, all targets; wasm32 library)"
+cargo clippy --quiet --all-targets -- -D warnings
+cargo clippy --quiet --target wasm32-unknown-unknown --lib --test wasm -- -D warnings
+
+step "build pkg/"
+bash scripts/build.sh
+
+step "wasm-pack test --node"
+wasm-pack --quiet test --node -- --test wasm
+
+step "wasm-pack test --headless --chrome"
+wasm-pack --quiet test --headless --chrome --chromedriver /usr/bin/chromedriver -- --test wasm
+
+step "node --test (package, examples, console)"
+node --test --test-concurrency=1 tests/node/ tests/examples/ tests/console/
+
+echo
+echo "all layers passed"
