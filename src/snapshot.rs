@@ -183,8 +183,7 @@ impl TokenStore {
 }
 
 fn parse(snapshot: &str, format: SigningFormat) -> Result<MemoryState, CapTokenError> {
-    let doc: SnapshotIn = serde_json::from_str(snapshot)
-        .map_err(|e| CapTokenError::snapshot(format!("not a snapshot: {e}")))?;
+    let doc: SnapshotIn = serde_json::from_str(snapshot).map_err(not_a_snapshot)?;
     if doc.version != SNAPSHOT_VERSION {
         return Err(CapTokenError::snapshot(format!(
             "unsupported version {}",
@@ -211,6 +210,22 @@ fn parse(snapshot: &str, format: SigningFormat) -> Result<MemoryState, CapTokenE
         records.push((record.fingerprint, validate_record(record, format)?));
     }
     Ok(MemoryState::from_parts(records, tasks))
+}
+
+/// Why the text is not a snapshot, without quoting it: serde_json's own
+/// messages quote the offending value or key, which may be anything the
+/// caller passed, a nonce included.
+fn not_a_snapshot(error: serde_json::Error) -> CapTokenError {
+    let what = match error.classify() {
+        serde_json::error::Category::Io | serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Eof => "the text ends early",
+        serde_json::error::Category::Data => "a field is missing, unknown or of the wrong type",
+    };
+    CapTokenError::snapshot(format!(
+        "not a snapshot: {what} at line {} column {}",
+        error.line(),
+        error.column()
+    ))
 }
 
 fn validate_record(record: RecordIn, format: SigningFormat) -> Result<Entry, CapTokenError> {

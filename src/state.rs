@@ -28,6 +28,16 @@ impl Scopes {
         }
     }
 
+    /// Whether these are exactly `scopes`, in order.
+    pub(crate) fn is(&self, scopes: &[String]) -> bool {
+        match self {
+            Scopes::All => matches!(scopes, [only] if only == "*"),
+            Scopes::List(list) => {
+                list.len() == scopes.len() && list.iter().zip(scopes).all(|(a, b)| **a == **b)
+            }
+        }
+    }
+
     pub(crate) fn to_list(&self) -> Vec<String> {
         match self {
             Scopes::All => vec!["*".to_owned()],
@@ -99,6 +109,24 @@ impl Entry {
             revoked: self.revoked,
             task_id: self.task_id.as_deref().map(str::to_owned),
         }
+    }
+
+    /// Whether `token` is the token this entry was recorded from: every field
+    /// but the nonce (which the fingerprint already binds) is the same. A token
+    /// can pass the signature check and still differ: the mlua-swarm signing
+    /// text lets a holder move bytes between agent_id, role and scopes through
+    /// `|` and `,` without changing the signed text. The record is the authority.
+    pub(crate) fn matches(&self, token: &CapToken) -> bool {
+        let mut sig = [0u8; 32];
+        base16ct::lower::decode(&token.sig_hex, &mut sig).is_ok()
+            && sig == self.sig
+            && self.role == token.role
+            && *self.agent_id == *token.agent_id
+            && self.scopes.is(&token.scopes)
+            && self.issued_at == token.issued_at
+            && self.expire_at == token.expire_at
+            && self.max_uses == token.max_uses
+            && self.v == token.v
     }
 
     /// Step 7 without spending: revoked first, then uses left.

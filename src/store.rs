@@ -257,7 +257,8 @@ impl TokenStore {
 
     /// Record a token minted elsewhere with the same secret, optionally bound
     /// to a task. It must pass steps 1 to 3. Adopting a token already recorded
-    /// changes nothing: a spent budget is never reset.
+    /// changes nothing: a spent budget is never reset (a token that shares the
+    /// recorded one's fingerprint but differs from it is a bad signature).
     pub fn adopt(
         &mut self,
         bearer: &str,
@@ -266,6 +267,11 @@ impl TokenStore {
         let verified = self.verifier.authenticate(bearer, self.now())?;
         if let Some(task_id) = task_id {
             check_task_id(task_id)?;
+        }
+        if let Some(existing) = self.state.entry(&verified.fingerprint) {
+            if !existing.matches(&verified.token) {
+                return Err(CapTokenError::BadSignature);
+            }
         }
         let entry = Entry::new(&verified.token, task_id);
         self.state.insert(verified.fingerprint, entry);
@@ -287,6 +293,11 @@ impl TokenStore {
             .state
             .entry(&fingerprint)
             .ok_or(CapTokenError::TokenNotFound { fingerprint })?;
+        // A well-signed token that differs from its record (a field-shifted
+        // mlua-swarm token) is not the token that was recorded.
+        if !entry.matches(&verified.token) {
+            return Err(CapTokenError::BadSignature);
+        }
         let bound = entry.task_id.as_deref();
         if verified.token.role == Role::Worker
             && verb.is_ownership_gated()
@@ -474,6 +485,9 @@ impl TokenStore {
             .state
             .entry(&fingerprint)
             .ok_or(CapTokenError::TokenNotFound { fingerprint })?;
+        if !entry.matches(&verified.token) {
+            return Err(CapTokenError::BadSignature);
+        }
         entry
             .can_consume()
             .map_err(|e| consume_error(e, fingerprint))?;

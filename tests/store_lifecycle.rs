@@ -9,8 +9,7 @@
 mod common;
 
 use captoken::{
-    CapTokenError, ErrorCode, Fingerprint, MintOptions, Minted, Role, StoreConfig, TokenStore,
-    Verb,
+    CapTokenError, ErrorCode, Fingerprint, MintOptions, Minted, Role, StoreConfig, TokenStore, Verb,
 };
 use common::*;
 use serde_json::json;
@@ -49,18 +48,32 @@ fn revoke_task_reaches_children_and_grandchildren_but_not_siblings() {
     let op = operator(&mut store);
     store.start_task(&op.bearer, Some("a")).unwrap();
     store.start_task(&op.bearer, Some("b")).unwrap();
-    let wa = store.dispatch_attempt(&op.bearer, "a", MintOptions::default()).unwrap();
+    let wa = store
+        .dispatch_attempt(&op.bearer, "a", MintOptions::default())
+        .unwrap();
     store.start_task(&wa.bearer, Some("a1")).unwrap();
     store.start_task(&wa.bearer, Some("a2")).unwrap();
-    let wa1 = store.dispatch_attempt(&op.bearer, "a1", MintOptions::default()).unwrap();
+    let wa1 = store
+        .dispatch_attempt(&op.bearer, "a1", MintOptions::default())
+        .unwrap();
     store.start_task(&wa1.bearer, Some("a1x")).unwrap();
-    let wa1x = store.dispatch_attempt(&op.bearer, "a1x", MintOptions::default()).unwrap();
+    let wa1x = store
+        .dispatch_attempt(&op.bearer, "a1x", MintOptions::default())
+        .unwrap();
     store.start_task(&wa1x.bearer, Some("a1xy")).unwrap();
-    let wa1xy = store.dispatch_attempt(&op.bearer, "a1xy", MintOptions::default()).unwrap();
+    let wa1xy = store
+        .dispatch_attempt(&op.bearer, "a1xy", MintOptions::default())
+        .unwrap();
     let wa1xy_2 = worker(&mut store, "a1xy", Some(2));
-    let wa2 = store.dispatch_attempt(&op.bearer, "a2", MintOptions::default()).unwrap();
-    let wb = store.dispatch_attempt(&op.bearer, "b", MintOptions::default()).unwrap();
-    let observer = store.mint("obs", Role::Observer, bound("a1", None)).unwrap();
+    let wa2 = store
+        .dispatch_attempt(&op.bearer, "a2", MintOptions::default())
+        .unwrap();
+    let wb = store
+        .dispatch_attempt(&op.bearer, "b", MintOptions::default())
+        .unwrap();
+    let observer = store
+        .mint("obs", Role::Observer, bound("a1", None))
+        .unwrap();
 
     // a1's subtree: a1, a1x, a1xy (4 worker tokens plus the bound observer).
     assert_eq!(store.revoke_task("a1"), 5);
@@ -78,8 +91,12 @@ fn revoke_task_reaches_children_and_grandchildren_but_not_siblings() {
     for m in [&op, &wa, &wa2, &wb] {
         assert!(live(&store, m), "{}", m.token.agent_id);
     }
-    store.verify(&wa2.bearer, Verb::FetchPrompt, Some("a2")).unwrap();
-    store.verify(&wb.bearer, Verb::FetchPrompt, Some("b")).unwrap();
+    store
+        .verify(&wa2.bearer, Verb::FetchPrompt, Some("a2"))
+        .unwrap();
+    store
+        .verify(&wb.bearer, Verb::FetchPrompt, Some("b"))
+        .unwrap();
     store.verify(&op.bearer, Verb::Heartbeat, None).unwrap();
     // Again: nothing newly revoked.
     assert_eq!(store.revoke_task("a1"), 0);
@@ -96,9 +113,13 @@ fn revoke_task_of_a_leaf_or_an_untracked_task() {
     let (mut store, _clock) = store();
     let op = operator(&mut store);
     store.start_task(&op.bearer, Some("p")).unwrap();
-    let wp = store.dispatch_attempt(&op.bearer, "p", MintOptions::default()).unwrap();
+    let wp = store
+        .dispatch_attempt(&op.bearer, "p", MintOptions::default())
+        .unwrap();
     store.start_task(&wp.bearer, Some("leaf")).unwrap();
-    let leaf = store.dispatch_attempt(&op.bearer, "leaf", MintOptions::default()).unwrap();
+    let leaf = store
+        .dispatch_attempt(&op.bearer, "leaf", MintOptions::default())
+        .unwrap();
     let ext = worker(&mut store, "ext", None);
     let ext2 = worker(&mut store, "ext-2", None);
     assert_eq!(store.revoke_task("leaf"), 1);
@@ -127,7 +148,9 @@ fn remint_keeps_agent_scopes_task_and_uses_left_with_a_fresh_expiry() {
             },
         )
         .unwrap();
-    store.verify(&w.bearer, Verb::FetchPrompt, Some("t1")).unwrap();
+    store
+        .verify(&w.bearer, Verb::FetchPrompt, Some("t1"))
+        .unwrap();
     store.verify(&w.bearer, Verb::FetchData, None).unwrap();
     clock.advance(100);
     // It arrived late: expired.
@@ -140,7 +163,10 @@ fn remint_keeps_agent_scopes_task_and_uses_left_with_a_fresh_expiry() {
     assert_ne!(nonce_of(&fresh.bearer), nonce_of(&w.bearer));
     assert_eq!(fresh.token.agent_id, "agent-7");
     assert_eq!(fresh.token.role, Role::Worker);
-    assert_eq!(fresh.token.scopes, vec!["read".to_owned(), "write".to_owned()]);
+    assert_eq!(
+        fresh.token.scopes,
+        vec!["read".to_owned(), "write".to_owned()]
+    );
     assert_eq!(fresh.token.max_uses, Some(3));
     assert_eq!(fresh.token.issued_at, T0 + 100);
     assert_eq!(fresh.token.expire_at, T0 + 100 + TTL);
@@ -153,7 +179,9 @@ fn remint_keeps_agent_scopes_task_and_uses_left_with_a_fresh_expiry() {
     assert!(old.revoked);
     assert_eq!(old.uses_left, Some(3));
 
-    let grant = store.verify(&fresh.bearer, Verb::PostResult, Some("t1")).unwrap();
+    let grant = store
+        .verify(&fresh.bearer, Verb::PostResult, Some("t1"))
+        .unwrap();
     assert_eq!(grant.uses_left, Some(2));
     assert_eq!(grant.task_id.as_deref(), Some("t1"));
     assert_eq!(
@@ -183,7 +211,10 @@ fn after_remint_the_old_token_is_refused() {
     );
     // The fresh one can be reminted in turn.
     let third = store.remint(&fresh.bearer).unwrap();
-    assert_eq!(code(store.verify(&fresh.bearer, Verb::FetchData, None)), ErrorCode::TokenRevoked);
+    assert_eq!(
+        code(store.verify(&fresh.bearer, Verb::FetchData, None)),
+        ErrorCode::TokenRevoked
+    );
     store.verify(&third.bearer, Verb::FetchData, None).unwrap();
 }
 
@@ -196,13 +227,17 @@ fn revoked_exhausted_unknown_or_forged_tokens_cannot_be_reminted() {
     let revoked = worker(&mut store, "t1", Some(4));
     store.revoke(&revoked.fingerprint);
     let exhausted = worker(&mut store, "t1", Some(1));
-    store.verify(&exhausted.bearer, Verb::FetchData, None).unwrap();
+    store
+        .verify(&exhausted.bearer, Verb::FetchData, None)
+        .unwrap();
     let via_task = worker(&mut store, "t9", Some(4));
     store.revoke_task("t9");
     let stranger = worker(&mut twin, "t1", Some(4));
     let alien = worker(&mut foreign, "t1", Some(4));
     let op = operator(&mut store);
-    let obs = store.mint("obs", Role::Observer, MintOptions::default()).unwrap();
+    let obs = store
+        .mint("obs", Role::Observer, MintOptions::default())
+        .unwrap();
     let good = worker(&mut store, "t1", Some(4));
     clock.advance(10 * TTL);
 
@@ -214,7 +249,10 @@ fn revoked_exhausted_unknown_or_forged_tokens_cannot_be_reminted() {
             fingerprint: revoked.fingerprint
         })
     );
-    assert_eq!(code(store.remint(&via_task.bearer)), ErrorCode::TokenRevoked);
+    assert_eq!(
+        code(store.remint(&via_task.bearer)),
+        ErrorCode::TokenRevoked
+    );
     assert_eq!(
         store.remint(&exhausted.bearer),
         Err(CapTokenError::TokenUsesExhausted {
@@ -227,7 +265,10 @@ fn revoked_exhausted_unknown_or_forged_tokens_cannot_be_reminted() {
             fingerprint: stranger.fingerprint
         })
     );
-    assert_eq!(store.remint(&alien.bearer), Err(CapTokenError::BadSignature));
+    assert_eq!(
+        store.remint(&alien.bearer),
+        Err(CapTokenError::BadSignature)
+    );
     assert_eq!(
         store.remint(&tamper(&good.bearer, "max_uses", json!(1000))),
         Err(CapTokenError::BadSignature)
@@ -305,8 +346,13 @@ fn remint_of_an_untracked_or_unbound_worker_keeps_it_that_way() {
     let (mut store, _clock) = store();
     let ext = worker(&mut store, "ext", Some(2));
     let fresh = store.remint(&ext.bearer).unwrap();
-    assert_eq!(store.record(&fresh.fingerprint).unwrap().task_id.as_deref(), Some("ext"));
-    let loose = store.mint("loose", Role::Worker, MintOptions::default()).unwrap();
+    assert_eq!(
+        store.record(&fresh.fingerprint).unwrap().task_id.as_deref(),
+        Some("ext")
+    );
+    let loose = store
+        .mint("loose", Role::Worker, MintOptions::default())
+        .unwrap();
     let fresh = store.remint(&loose.bearer).unwrap();
     assert_eq!(store.record(&fresh.fingerprint).unwrap().task_id, None);
 }
@@ -318,13 +364,20 @@ fn adopt_records_a_token_minted_elsewhere_with_the_same_secret() {
     let (mut store, clock) = store();
     let mut elsewhere = store_on(&SECRET, StoreConfig::default(), &clock);
     let m = elsewhere
-        .mint("remote", Role::Worker, MintOptions {
-            max_uses: Some(3),
-            scopes: Some(vec!["read".into()]),
-            ..MintOptions::default()
-        })
+        .mint(
+            "remote",
+            Role::Worker,
+            MintOptions {
+                max_uses: Some(3),
+                scopes: Some(vec!["read".into()]),
+                ..MintOptions::default()
+            },
+        )
         .unwrap();
-    assert_eq!(code(store.verify(&m.bearer, Verb::FetchData, None)), ErrorCode::TokenNotFound);
+    assert_eq!(
+        code(store.verify(&m.bearer, Verb::FetchData, None)),
+        ErrorCode::TokenNotFound
+    );
     let fp = store.adopt(&m.bearer, Some("t1")).unwrap();
     assert_eq!(fp, m.fingerprint);
     let record = store.record(&fp).unwrap();
@@ -334,12 +387,16 @@ fn adopt_records_a_token_minted_elsewhere_with_the_same_secret() {
     assert_eq!(record.token.agent_id, "remote");
     assert_eq!(record.token.scopes, vec!["read".to_owned()]);
     assert_eq!(record.token.nonce, "");
-    let grant = store.verify(&m.bearer, Verb::FetchPrompt, Some("t1")).unwrap();
+    let grant = store
+        .verify(&m.bearer, Verb::FetchPrompt, Some("t1"))
+        .unwrap();
     assert_eq!(grant.uses_left, Some(2));
     assert_eq!(grant.task_id.as_deref(), Some("t1"));
 
     // Adopted without a task: unbound.
-    let op = elsewhere.attach_operator("op", MintOptions::default()).unwrap();
+    let op = elsewhere
+        .attach_operator("op", MintOptions::default())
+        .unwrap();
     let fp = store.adopt(&op.bearer, None).unwrap();
     assert_eq!(store.record(&fp).unwrap().task_id, None);
     store.start_task(&op.bearer, Some("r")).unwrap();
@@ -361,7 +418,10 @@ fn adopting_a_recorded_token_changes_nothing() {
     assert_eq!(record.uses_left, Some(1));
     assert_eq!(record.task_id.as_deref(), Some("t1"));
     store.verify(&m.bearer, Verb::FetchData, None).unwrap();
-    assert_eq!(code(store.verify(&m.bearer, Verb::FetchData, None)), ErrorCode::TokenUsesExhausted);
+    assert_eq!(
+        code(store.verify(&m.bearer, Verb::FetchData, None)),
+        ErrorCode::TokenUsesExhausted
+    );
     store.adopt(&m.bearer, Some("t1")).unwrap();
     assert_eq!(uses_left(&store, &m.fingerprint), Some(0));
     // Nor un-revokes.
@@ -384,7 +444,10 @@ fn adopt_refuses_what_verify_would_refuse_before_the_record() {
     let mut foreign = store_on(&OTHER_SECRET, StoreConfig::default(), &clock);
     let mut elsewhere = store_on(&SECRET, StoreConfig::default(), &clock);
     let alien = worker(&mut foreign, "t1", None);
-    assert_eq!(store.adopt(&alien.bearer, None), Err(CapTokenError::BadSignature));
+    assert_eq!(
+        store.adopt(&alien.bearer, None),
+        Err(CapTokenError::BadSignature)
+    );
     let m = worker(&mut elsewhere, "t1", None);
     assert_eq!(
         store.adopt(&tamper(&m.bearer, "max_uses", json!(5)), None),
@@ -395,7 +458,10 @@ fn adopt_refuses_what_verify_would_refuse_before_the_record() {
         Err(CapTokenError::BadSignature)
     );
     assert_eq!(code(store.adopt("%%%", None)), ErrorCode::MalformedToken);
-    assert_eq!(code(store.adopt(&m.bearer, Some(""))), ErrorCode::InvalidArgument);
+    assert_eq!(
+        code(store.adopt(&m.bearer, Some(""))),
+        ErrorCode::InvalidArgument
+    );
     let op = elsewhere.attach_operator("op", ttl(5)).unwrap();
     clock.advance(TTL);
     assert_eq!(
@@ -449,7 +515,9 @@ fn purge_keeps_revoked_but_live_records_and_tasks() {
     let (mut store, clock) = store();
     let op = operator(&mut store);
     store.start_task(&op.bearer, Some("t")).unwrap();
-    let w = store.dispatch_attempt(&op.bearer, "t", MintOptions::default()).unwrap();
+    let w = store
+        .dispatch_attempt(&op.bearer, "t", MintOptions::default())
+        .unwrap();
     store.revoke(&w.fingerprint);
     assert_eq!(store.purge_expired(), 0);
     assert!(store.record(&w.fingerprint).unwrap().revoked);

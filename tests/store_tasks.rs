@@ -32,7 +32,11 @@ fn an_operator_starts_root_tasks_at_depth_zero() {
     assert_eq!(uses_left(&store, &op.fingerprint), Some(4));
 
     let generated = store.start_task(&op.bearer, None).unwrap();
-    assert!(generated.task_id.starts_with("task-"), "{}", generated.task_id);
+    assert!(
+        generated.task_id.starts_with("task-"),
+        "{}",
+        generated.task_id
+    );
     assert_eq!(generated.task_id.len(), "task-".len() + 12);
     assert_eq!(generated.parent_id, None);
     assert_eq!(generated.spawn_depth, 0);
@@ -69,9 +73,7 @@ fn a_worker_starts_a_child_of_its_bound_task_one_level_down() {
 fn chain(store: &mut TokenStore, levels: u32) -> Vec<captoken::Minted> {
     let op = operator(store);
     store.start_task(&op.bearer, Some("d0")).unwrap();
-    let mut workers = vec![store
-        .dispatch_attempt(&op.bearer, "d0", uses(10))
-        .unwrap()];
+    let mut workers = vec![store.dispatch_attempt(&op.bearer, "d0", uses(10)).unwrap()];
     for depth in 1..levels {
         let parent = workers.last().unwrap().bearer.clone();
         let child = store
@@ -97,10 +99,16 @@ fn depths_zero_to_three_exist_and_the_spawn_at_four_is_refused() {
     let deepest = &workers[3];
     let before = store.records();
     let err = store.start_task(&deepest.bearer, Some("d4")).unwrap_err();
-    assert_eq!(err, CapTokenError::SpawnDepthExceeded { current: 4, max: 4 });
+    assert_eq!(
+        err,
+        CapTokenError::SpawnDepthExceeded { current: 4, max: 4 }
+    );
     assert_eq!(err.code(), ErrorCode::SpawnDepthExceeded);
     let err = store.start_task(&deepest.bearer, None).unwrap_err();
-    assert_eq!(err, CapTokenError::SpawnDepthExceeded { current: 4, max: 4 });
+    assert_eq!(
+        err,
+        CapTokenError::SpawnDepthExceeded { current: 4, max: 4 }
+    );
     assert_eq!(store.task("d4"), None);
     assert_eq!(store.tasks().len(), 4);
     assert_eq!(store.records(), before, "a refused spawn spends nothing");
@@ -184,7 +192,9 @@ fn dispatch_mints_a_worker_bound_to_the_task() {
     assert_eq!(grant.task_id.as_deref(), Some("job-9"));
     assert_eq!(grant.agent_id, "worker-of-job-9");
     clock.set(now + 1799);
-    store.verify(&w.bearer, Verb::PostResult, Some("job-9")).unwrap();
+    store
+        .verify(&w.bearer, Verb::PostResult, Some("job-9"))
+        .unwrap();
     clock.set(now + 1800);
     assert_eq!(
         code(store.verify(&w.bearer, Verb::PostResult, Some("job-9"))),
@@ -288,9 +298,7 @@ fn a_worker_bound_to_an_untracked_task_works_but_cannot_spawn() {
     assert_eq!(uses_left(&store, &w.fingerprint), Some(5));
 
     // A worker bound to no task at all cannot spawn either.
-    let loose = store
-        .mint("loose", Role::Worker, uses(3))
-        .unwrap();
+    let loose = store.mint("loose", Role::Worker, uses(3)).unwrap();
     assert_eq!(
         store.start_task(&loose.bearer, Some("x")),
         Err(CapTokenError::TaskNotFound { task_id: None })
@@ -309,7 +317,10 @@ fn an_untracked_task_is_never_treated_as_depth_zero() {
     });
     let op = operator(&mut store);
     let w = worker(&mut store, "ext", None);
-    assert_eq!(code(store.start_task(&w.bearer, None)), ErrorCode::TaskNotFound);
+    assert_eq!(
+        code(store.start_task(&w.bearer, None)),
+        ErrorCode::TaskNotFound
+    );
     store.start_task(&op.bearer, Some("ext")).unwrap();
     let child = store.start_task(&w.bearer, Some("ext-c")).unwrap();
     assert_eq!(child, task("ext-c", Some("ext"), 1));
@@ -357,7 +368,10 @@ fn failed_compound_calls_spend_nothing_even_on_one_time_tokens() {
     store.start_task(&op2.bearer, Some("t")).unwrap();
     let w = store.dispatch_attempt(&op2.bearer, "t", uses(1)).unwrap();
     // depth exceeded
-    assert_eq!(code(store.start_task(&w.bearer, None)), ErrorCode::SpawnDepthExceeded);
+    assert_eq!(
+        code(store.start_task(&w.bearer, None)),
+        ErrorCode::SpawnDepthExceeded
+    );
     // task not found
     assert_eq!(
         code(store.dispatch_attempt(&w.bearer, "missing", MintOptions::default())),
@@ -368,7 +382,10 @@ fn failed_compound_calls_spend_nothing_even_on_one_time_tokens() {
         ErrorCode::TaskNotFound
     );
     // duplicate task id
-    assert_eq!(code(store.start_task(&op.bearer, Some("t"))), ErrorCode::InvalidArgument);
+    assert_eq!(
+        code(store.start_task(&op.bearer, Some("t"))),
+        ErrorCode::InvalidArgument
+    );
     // invalid mint options in a dispatch
     assert_eq!(
         code(store.dispatch_attempt(&op.bearer, "t", ttl(1 << 53))),
@@ -377,7 +394,9 @@ fn failed_compound_calls_spend_nothing_even_on_one_time_tokens() {
     assert_eq!(uses_left(&store, &op.fingerprint), Some(1));
     assert_eq!(uses_left(&store, &w.fingerprint), Some(1));
     // The one use is still there for a call that succeeds.
-    store.dispatch_attempt(&w.bearer, "t", MintOptions::default()).unwrap();
+    store
+        .dispatch_attempt(&w.bearer, "t", MintOptions::default())
+        .unwrap();
     assert_eq!(uses_left(&store, &w.fingerprint), Some(0));
     store.start_task(&op.bearer, Some("t2")).unwrap();
     assert_eq!(uses_left(&store, &op.fingerprint), Some(0));
@@ -393,7 +412,9 @@ fn denied_compound_calls_create_no_task_and_no_token() {
     let (mut store, clock) = store();
     let op = operator(&mut store);
     store.start_task(&op.bearer, Some("t")).unwrap();
-    let obs = store.mint("obs", Role::Observer, MintOptions::default()).unwrap();
+    let obs = store
+        .mint("obs", Role::Observer, MintOptions::default())
+        .unwrap();
     let revoked = worker(&mut store, "t", None);
     store.revoke(&revoked.fingerprint);
     let len = store.len();
@@ -411,14 +432,20 @@ fn denied_compound_calls_create_no_task_and_no_token() {
             verb: Verb::DispatchAttempt
         })
     );
-    assert_eq!(code(store.start_task(&revoked.bearer, Some("x"))), ErrorCode::TokenRevoked);
+    assert_eq!(
+        code(store.start_task(&revoked.bearer, Some("x"))),
+        ErrorCode::TokenRevoked
+    );
     assert_eq!(
         code(store.dispatch_attempt(&revoked.bearer, "t", MintOptions::default())),
         ErrorCode::TokenRevoked
     );
     let expiring = worker(&mut store, "t", None);
     clock.advance(TTL);
-    assert_eq!(code(store.start_task(&expiring.bearer, Some("x"))), ErrorCode::TokenExpired);
+    assert_eq!(
+        code(store.start_task(&expiring.bearer, Some("x"))),
+        ErrorCode::TokenExpired
+    );
     assert_eq!(store.len(), len + 1);
     assert_eq!(store.task("x"), None);
     assert_eq!(store.tasks().len(), 1);
@@ -432,11 +459,17 @@ fn start_task_and_dispatch_spend_one_use_of_the_caller() {
     let w = store.dispatch_attempt(&op.bearer, "t", uses(3)).unwrap();
     store.start_task(&w.bearer, Some("c")).unwrap();
     assert_eq!(uses_left(&store, &w.fingerprint), Some(2));
-    let child_worker = store.dispatch_attempt(&w.bearer, "c", MintOptions::default()).unwrap();
+    let child_worker = store
+        .dispatch_attempt(&w.bearer, "c", MintOptions::default())
+        .unwrap();
     assert_eq!(uses_left(&store, &w.fingerprint), Some(1));
     assert_eq!(uses_left(&store, &child_worker.fingerprint), None);
     assert_eq!(
-        store.record(&child_worker.fingerprint).unwrap().task_id.as_deref(),
+        store
+            .record(&child_worker.fingerprint)
+            .unwrap()
+            .task_id
+            .as_deref(),
         Some("c")
     );
 }

@@ -32,32 +32,57 @@ fn garbage_bearers_are_malformed() {
         ("garbage", "hello, world".to_owned()),
         ("not base64", "$$$%%%^^^".to_owned()),
         ("padded", format!("{}=", good.bearer)),
-        ("standard alphabet", good.bearer.replace('-', "+").replace('_', "/") + "+/"),
+        (
+            "standard alphabet",
+            good.bearer.replace('-', "+").replace('_', "/") + "+/",
+        ),
         ("base64 of text", encode_text("not json at all")),
         ("json null", encode_text("null")),
         ("json array", encode_text("[1,2,3]")),
         ("json string", encode_text("\"token\"")),
         ("empty object", encode_text("{}")),
-        ("wrong shape", encode_text(r#"{"agent_id":5,"role":"worker"}"#)),
+        (
+            "wrong shape",
+            encode_text(r#"{"agent_id":5,"role":"worker"}"#),
+        ),
         ("missing nonce", encode(&missing_nonce)),
         ("unknown field", encode(&extra)),
         ("unknown role", tamper(&good.bearer, "role", json!("admin"))),
         ("short nonce", tamper(&good.bearer, "nonce", json!("abcd"))),
         (
             "uppercase nonce",
-            tamper(&good.bearer, "nonce", json!(nonce_of(&good.bearer).to_uppercase() + "")),
+            tamper(
+                &good.bearer,
+                "nonce",
+                json!(nonce_of(&good.bearer).to_uppercase() + ""),
+            ),
         ),
         ("short sig", tamper(&good.bearer, "sig_hex", json!("00ff"))),
-        ("negative time", tamper(&good.bearer, "issued_at", json!(-1))),
-        ("time over 2^53-1", tamper(&good.bearer, "expire_at", json!(1u64 << 53))),
-        ("uses over u32", tamper(&good.bearer, "max_uses", json!(1u64 << 32))),
-        ("scopes not a list", tamper(&good.bearer, "scopes", json!("*"))),
+        (
+            "negative time",
+            tamper(&good.bearer, "issued_at", json!(-1)),
+        ),
+        (
+            "time over 2^53-1",
+            tamper(&good.bearer, "expire_at", json!(1u64 << 53)),
+        ),
+        (
+            "uses over u32",
+            tamper(&good.bearer, "max_uses", json!(1u64 << 32)),
+        ),
+        (
+            "scopes not a list",
+            tamper(&good.bearer, "scopes", json!("*")),
+        ),
         ("unknown version", tamper(&good.bearer, "v", json!(3))),
         ("over the size limit", "A".repeat(MAX_BEARER_LEN + 1)),
     ];
     for (what, bearer) in cases {
         // The uppercase case only differs when the nonce has a letter in it.
-        if what == "uppercase nonce" && !nonce_of(&good.bearer).bytes().any(|b| b.is_ascii_alphabetic())
+        if what == "uppercase nonce"
+            && !nonce_of(&good.bearer)
+                .bytes()
+                .any(|b| b.is_ascii_alphabetic())
         {
             continue;
         }
@@ -73,7 +98,9 @@ fn garbage_bearers_are_malformed() {
     }
     // The good bearer still works and nothing was spent along the way.
     assert_eq!(uses_left(&store, &good.fingerprint), None);
-    store.verify(&good.bearer, Verb::FetchPrompt, Some("t1")).unwrap();
+    store
+        .verify(&good.bearer, Verb::FetchPrompt, Some("t1"))
+        .unwrap();
 }
 
 #[test]
@@ -103,7 +130,9 @@ fn an_oversized_but_correctly_signed_token_is_malformed_not_accepted() {
     let mut small = token.clone();
     small.agent_id = "a".repeat(100);
     signer.seal(&mut small);
-    let err = store2.check(&small.to_bearer(), Verb::Heartbeat, None).unwrap_err();
+    let err = store2
+        .check(&small.to_bearer(), Verb::Heartbeat, None)
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::TokenNotFound);
 }
 
@@ -158,7 +187,9 @@ fn the_largest_mintable_token_fits_the_bearer_limit_and_larger_mints_are_refused
         ("a".into(), ttl(1 << 53)),
     ];
     for (agent, options) in bad {
-        let err = store.mint(&agent, Role::Worker, options.clone()).unwrap_err();
+        let err = store
+            .mint(&agent, Role::Worker, options.clone())
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidArgument, "{options:?}");
     }
     assert_eq!(store.len(), 1);
@@ -225,7 +256,10 @@ fn any_tampered_field_is_a_bad_signature() {
     // Re-encoding the same JSON (field order may change) still verifies.
     let same = encode(&decode(&w.bearer));
     assert_eq!(
-        store.verify(&same, Verb::FetchPrompt, Some("t1")).unwrap().uses_left,
+        store
+            .verify(&same, Verb::FetchPrompt, Some("t1"))
+            .unwrap()
+            .uses_left,
         Some(0)
     );
 }
@@ -234,7 +268,9 @@ fn any_tampered_field_is_a_bad_signature() {
 fn a_token_signed_with_another_secret_is_a_bad_signature() {
     let (mut store, clock) = store();
     let mut other = store_on(&OTHER_SECRET, StoreConfig::default(), &clock);
-    let foreign = other.attach_operator("op-1", MintOptions::default()).unwrap();
+    let foreign = other
+        .attach_operator("op-1", MintOptions::default())
+        .unwrap();
     assert_eq!(
         store.verify(&foreign.bearer, Verb::Heartbeat, None),
         Err(CapTokenError::BadSignature)
@@ -248,7 +284,9 @@ fn a_token_signed_with_another_secret_is_a_bad_signature() {
         ErrorCode::BadSignature
     );
     // And it works where it came from.
-    other.verify(&foreign.bearer, Verb::Heartbeat, None).unwrap();
+    other
+        .verify(&foreign.bearer, Verb::Heartbeat, None)
+        .unwrap();
     assert!(store.tasks().is_empty());
 }
 
@@ -268,9 +306,13 @@ fn expiry_is_now_at_or_after_expire_at() {
     assert_eq!(w.token.issued_at, T0);
     assert_eq!(w.token.expire_at, T0 + TTL);
     clock.set(T0 + TTL - 1);
-    store.verify(&w.bearer, Verb::FetchPrompt, Some("t1")).unwrap();
+    store
+        .verify(&w.bearer, Verb::FetchPrompt, Some("t1"))
+        .unwrap();
     clock.set(T0 + TTL);
-    let err = store.verify(&w.bearer, Verb::FetchPrompt, Some("t1")).unwrap_err();
+    let err = store
+        .verify(&w.bearer, Verb::FetchPrompt, Some("t1"))
+        .unwrap_err();
     assert_eq!(
         err,
         CapTokenError::TokenExpired {
@@ -395,7 +437,9 @@ fn a_custom_gate_replaces_the_default_table() {
         gate,
         ..StoreConfig::default()
     });
-    let obs = store.mint("obs", Role::Observer, MintOptions::default()).unwrap();
+    let obs = store
+        .mint("obs", Role::Observer, MintOptions::default())
+        .unwrap();
     store.verify(&obs.bearer, Verb::Heartbeat, None).unwrap();
     assert_eq!(
         store.verify(&obs.bearer, Verb::ReadTrace, None),
@@ -412,8 +456,12 @@ fn a_custom_gate_replaces_the_default_table() {
 fn a_well_signed_token_the_store_never_recorded_is_not_found() {
     let (mut store, clock) = store();
     let mut twin = store_on(&SECRET, StoreConfig::default(), &clock);
-    let stranger = twin.mint("agent-7", Role::Worker, bound("t1", Some(3))).unwrap();
-    let err = store.verify(&stranger.bearer, Verb::FetchPrompt, Some("t1")).unwrap_err();
+    let stranger = twin
+        .mint("agent-7", Role::Worker, bound("t1", Some(3)))
+        .unwrap();
+    let err = store
+        .verify(&stranger.bearer, Verb::FetchPrompt, Some("t1"))
+        .unwrap_err();
     assert_eq!(
         err,
         CapTokenError::TokenNotFound {
@@ -422,7 +470,12 @@ fn a_well_signed_token_the_store_never_recorded_is_not_found() {
     );
     assert_eq!(err.fingerprint(), Some(&stranger.fingerprint));
     assert!(err.to_string().contains(&stranger.fingerprint.to_string()));
-    assert_eq!(store.check(&stranger.bearer, Verb::FetchPrompt, Some("t1")).unwrap_err(), err);
+    assert_eq!(
+        store
+            .check(&stranger.bearer, Verb::FetchPrompt, Some("t1"))
+            .unwrap_err(),
+        err
+    );
     let op = twin.attach_operator("op", MintOptions::default()).unwrap();
     assert_eq!(
         store.start_task(&op.bearer, Some("t9")),
@@ -434,7 +487,9 @@ fn a_well_signed_token_the_store_never_recorded_is_not_found() {
     assert!(store.tasks().is_empty());
     // The twin, which recorded it, allows it.
     assert_eq!(
-        twin.verify(&stranger.bearer, Verb::FetchPrompt, Some("t1")).unwrap().uses_left,
+        twin.verify(&stranger.bearer, Verb::FetchPrompt, Some("t1"))
+            .unwrap()
+            .uses_left,
         Some(2)
     );
 }
@@ -451,7 +506,10 @@ const GATED: [Verb; 5] = [
 
 #[test]
 fn the_ownership_gated_verbs_are_exactly_the_five_of_the_spec() {
-    let mut gated: Vec<Verb> = Verb::ALL.into_iter().filter(|v| v.is_ownership_gated()).collect();
+    let mut gated: Vec<Verb> = Verb::ALL
+        .into_iter()
+        .filter(|v| v.is_ownership_gated())
+        .collect();
     let mut expected = GATED.to_vec();
     gated.sort();
     expected.sort();
@@ -518,7 +576,9 @@ fn other_worker_verbs_ignore_the_task_argument() {
 #[test]
 fn an_unbound_worker_cannot_touch_any_task_state() {
     let (mut store, _clock) = store();
-    let w = store.mint("loose", Role::Worker, MintOptions::default()).unwrap();
+    let w = store
+        .mint("loose", Role::Worker, MintOptions::default())
+        .unwrap();
     for verb in GATED {
         for arg in [None, Some("t1")] {
             assert_eq!(
@@ -540,7 +600,9 @@ fn start_task_and_dispatch_attempt_are_exempt_from_ownership() {
     let op = operator(&mut store);
     store.start_task(&op.bearer, Some("mine")).unwrap();
     store.start_task(&op.bearer, Some("theirs")).unwrap();
-    let w = store.dispatch_attempt(&op.bearer, "mine", MintOptions::default()).unwrap();
+    let w = store
+        .dispatch_attempt(&op.bearer, "mine", MintOptions::default())
+        .unwrap();
     for arg in [None, Some("mine"), Some("theirs"), Some("unknown")] {
         store.check(&w.bearer, Verb::StartTask, arg).unwrap();
         store.verify(&w.bearer, Verb::DispatchAttempt, arg).unwrap();
@@ -559,7 +621,9 @@ fn operators_and_observers_are_not_ownership_gated() {
     let (mut store, _clock) = store();
     let op = operator(&mut store);
     let bound_op = store.attach_operator("op-2", bound("t1", None)).unwrap();
-    let obs = store.mint("obs", Role::Observer, bound("t1", None)).unwrap();
+    let obs = store
+        .mint("obs", Role::Observer, bound("t1", None))
+        .unwrap();
     for arg in [None, Some("t1"), Some("t2")] {
         for verb in [Verb::ReadTaskState, Verb::CancelTask, Verb::PollTask] {
             store.verify(&op.bearer, verb, arg).unwrap();
@@ -576,22 +640,35 @@ fn uses_count_down_to_exhausted() {
     let (mut store, _clock) = store();
     let w = worker(&mut store, "t1", Some(2));
     assert_eq!(
-        store.verify(&w.bearer, Verb::FetchPrompt, Some("t1")).unwrap().uses_left,
+        store
+            .verify(&w.bearer, Verb::FetchPrompt, Some("t1"))
+            .unwrap()
+            .uses_left,
         Some(1)
     );
     assert_eq!(
-        store.verify(&w.bearer, Verb::FetchData, None).unwrap().uses_left,
+        store
+            .verify(&w.bearer, Verb::FetchData, None)
+            .unwrap()
+            .uses_left,
         Some(0)
     );
     for _ in 0..3 {
-        let err = store.verify(&w.bearer, Verb::FetchPrompt, Some("t1")).unwrap_err();
+        let err = store
+            .verify(&w.bearer, Verb::FetchPrompt, Some("t1"))
+            .unwrap_err();
         assert_eq!(
             err,
             CapTokenError::TokenUsesExhausted {
                 fingerprint: w.fingerprint
             }
         );
-        assert_eq!(store.check(&w.bearer, Verb::FetchPrompt, Some("t1")).unwrap_err(), err);
+        assert_eq!(
+            store
+                .check(&w.bearer, Verb::FetchPrompt, Some("t1"))
+                .unwrap_err(),
+            err
+        );
     }
     assert_eq!(uses_left(&store, &w.fingerprint), Some(0));
 }
@@ -600,7 +677,9 @@ fn uses_count_down_to_exhausted() {
 fn a_one_time_token_is_accepted_once() {
     let (mut store, _clock) = store();
     let w = worker(&mut store, "t1", Some(1));
-    store.verify(&w.bearer, Verb::PostResult, Some("t1")).unwrap();
+    store
+        .verify(&w.bearer, Verb::PostResult, Some("t1"))
+        .unwrap();
     assert_eq!(
         code(store.verify(&w.bearer, Verb::PostResult, Some("t1"))),
         ErrorCode::TokenUsesExhausted
@@ -622,7 +701,13 @@ fn unlimited_tokens_never_run_out() {
     let (mut store, _clock) = store();
     let w = worker(&mut store, "t1", None);
     for _ in 0..500 {
-        assert_eq!(store.verify(&w.bearer, Verb::FetchData, None).unwrap().uses_left, None);
+        assert_eq!(
+            store
+                .verify(&w.bearer, Verb::FetchData, None)
+                .unwrap()
+                .uses_left,
+            None
+        );
     }
 }
 
@@ -635,14 +720,21 @@ fn revoked_is_refused_and_beats_uses_left() {
     store.verify(&empty.bearer, Verb::FetchData, None).unwrap();
     for m in [&plenty, &unlimited, &empty] {
         assert!(store.revoke(&m.fingerprint));
-        let err = store.verify(&m.bearer, Verb::FetchPrompt, Some("t1")).unwrap_err();
+        let err = store
+            .verify(&m.bearer, Verb::FetchPrompt, Some("t1"))
+            .unwrap_err();
         assert_eq!(
             err,
             CapTokenError::TokenRevoked {
                 fingerprint: m.fingerprint
             }
         );
-        assert_eq!(store.check(&m.bearer, Verb::FetchPrompt, Some("t1")).unwrap_err(), err);
+        assert_eq!(
+            store
+                .check(&m.bearer, Verb::FetchPrompt, Some("t1"))
+                .unwrap_err(),
+            err
+        );
     }
     assert_eq!(uses_left(&store, &plenty.fingerprint), Some(5));
     assert_eq!(uses_left(&store, &empty.fingerprint), Some(0));
@@ -740,13 +832,21 @@ fn every_outcome() -> (TokenStore, Vec<(String, Verb, Option<String>)>) {
     let revoked = worker(&mut store, "t1", Some(10));
     store.revoke(&revoked.fingerprint);
     let exhausted = worker(&mut store, "t1", Some(1));
-    store.verify(&exhausted.bearer, Verb::FetchData, None).unwrap();
-    let expiring = store.mint("agent-7", Role::Worker, MintOptions {
-        ttl_secs: Some(5),
-        max_uses: Some(10),
-        task_id: Some("t1".into()),
-        scopes: None,
-    }).unwrap();
+    store
+        .verify(&exhausted.bearer, Verb::FetchData, None)
+        .unwrap();
+    let expiring = store
+        .mint(
+            "agent-7",
+            Role::Worker,
+            MintOptions {
+                ttl_secs: Some(5),
+                max_uses: Some(10),
+                task_id: Some("t1".into()),
+                scopes: None,
+            },
+        )
+        .unwrap();
     let observer = store.mint("obs", Role::Observer, uses(10)).unwrap();
     let stranger = worker(&mut twin, "t1", Some(10));
     let alien = worker(&mut foreign, "t1", Some(10));
@@ -847,7 +947,10 @@ fn denied_calls_leave_uses_left_unchanged() {
         assert_eq!(uses_left(&store, &w.fingerprint), Some(3));
     }
     let tampered = tamper(&w.bearer, "max_uses", json!(100));
-    assert_eq!(code(store.verify(&tampered, Verb::FetchData, None)), ErrorCode::BadSignature);
+    assert_eq!(
+        code(store.verify(&tampered, Verb::FetchData, None)),
+        ErrorCode::BadSignature
+    );
     assert_eq!(uses_left(&store, &w.fingerprint), Some(3));
     clock.advance(TTL);
     assert_eq!(
@@ -875,18 +978,40 @@ fn a_grant_says_who_is_calling_and_what_is_left() {
             },
         )
         .unwrap();
-    let checked = store.check(&w.bearer, Verb::FetchPrompt, Some("t1")).unwrap();
+    let checked = store
+        .check(&w.bearer, Verb::FetchPrompt, Some("t1"))
+        .unwrap();
     assert_eq!(checked.uses_left, Some(3));
-    let grant = store.verify(&w.bearer, Verb::FetchPrompt, Some("t1")).unwrap();
+    let grant = store
+        .verify(&w.bearer, Verb::FetchPrompt, Some("t1"))
+        .unwrap();
     assert_eq!(grant.fingerprint, w.fingerprint);
     assert_eq!(grant.agent_id, "agent-7");
     assert_eq!(grant.role, Role::Worker);
     assert_eq!(grant.scopes, vec!["read".to_owned(), "write".to_owned()]);
     assert_eq!(grant.task_id.as_deref(), Some("t1"));
     assert_eq!(grant.uses_left, Some(2));
-    assert_eq!(store.check(&w.bearer, Verb::FetchPrompt, Some("t1")).unwrap().uses_left, Some(2));
-    assert_eq!(store.verify(&w.bearer, Verb::FetchData, None).unwrap().uses_left, Some(1));
-    assert_eq!(store.verify(&w.bearer, Verb::FetchData, None).unwrap().uses_left, Some(0));
+    assert_eq!(
+        store
+            .check(&w.bearer, Verb::FetchPrompt, Some("t1"))
+            .unwrap()
+            .uses_left,
+        Some(2)
+    );
+    assert_eq!(
+        store
+            .verify(&w.bearer, Verb::FetchData, None)
+            .unwrap()
+            .uses_left,
+        Some(1)
+    );
+    assert_eq!(
+        store
+            .verify(&w.bearer, Verb::FetchData, None)
+            .unwrap()
+            .uses_left,
+        Some(0)
+    );
 
     let op = operator(&mut store);
     let g = store.verify(&op.bearer, Verb::Heartbeat, None).unwrap();
@@ -901,12 +1026,23 @@ fn minted_tokens_have_the_spec_shape() {
     let (mut store, _clock) = store();
     let w = worker(&mut store, "t1", Some(3));
     let json = decode(&w.bearer);
-    let keys: std::collections::BTreeSet<&str> =
-        json.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: std::collections::BTreeSet<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         keys,
         [
-            "v", "agent_id", "role", "scopes", "issued_at", "expire_at", "max_uses", "nonce",
+            "v",
+            "agent_id",
+            "role",
+            "scopes",
+            "issued_at",
+            "expire_at",
+            "max_uses",
+            "nonce",
             "sig_hex"
         ]
         .into_iter()
@@ -918,10 +1054,14 @@ fn minted_tokens_have_the_spec_shape() {
     assert_eq!(json["max_uses"], json!(3));
     let nonce = json["nonce"].as_str().unwrap();
     assert_eq!(nonce.len(), 32);
-    assert!(nonce.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    assert!(nonce
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     let sig = json["sig_hex"].as_str().unwrap();
     assert_eq!(sig.len(), 64);
-    assert!(sig.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    assert!(sig
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     assert_eq!(w.fingerprint, captoken::Fingerprint::of_nonce(nonce));
     assert!(w
         .bearer

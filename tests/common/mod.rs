@@ -10,7 +10,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use captoken::{
-    CapTokenError, ErrorCode, FixedClock, Fingerprint, MintOptions, Minted, Role, StoreConfig,
+    CapTokenError, ErrorCode, Fingerprint, FixedClock, MintOptions, Minted, Role, StoreConfig,
     TokenStore,
 };
 use std::sync::Arc;
@@ -77,7 +77,9 @@ pub fn ttl(secs: u64) -> MintOptions {
 
 /// An unlimited Operator session token.
 pub fn operator(store: &mut TokenStore) -> Minted {
-    store.attach_operator("op-1", MintOptions::default()).unwrap()
+    store
+        .attach_operator("op-1", MintOptions::default())
+        .unwrap()
 }
 
 /// A Worker token bound to `task` (tracked or not) with a budget.

@@ -1,0 +1,619 @@
+//! Property tests over random sequences of store operations.
+//!
+//! Two worlds run the same sequence on a shared clock: world A never
+//! snapshots, world B replaces its store by `restore(snapshot())` at every
+//! `Snapshot` step. Tokens are random (fresh nonces), so the worlds hold
+//! different tokens at the same index; decisions are compared with each
+//! fingerprint replaced by its index. Along the way, each world checks:
+//!
+//! * uses left never grow for a fingerprint (a remint makes a new one), and a
+//!   record that is gone never comes back;
+//! * a revoked token is never accepted again;
+//! * a token is accepted at most `max_uses` times (a one-time token once);
+//! * `check` spends nothing.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use captoken::{
+    CapTokenError, Fingerprint, FixedClock, MintOptions, Minted, Role, StoreConfig, TokenStore,
+    Verb,
+};
+use common::{nonce_of, SECRET, T0};
+use proptest::prelude::*;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+const TASKS: [&str; 7] = ["t0", "t1", "t2", "t3", "t4", "t5", "ext"];
+const VERBS: [Verb; 12] = [
+    Verb::FetchPrompt,
+    Verb::PostResult,
+    Verb::ReadTaskState,
+    Verb::PollTask,
+    Verb::CancelTask,
+    Verb::FetchData,
+    Verb::EmitOutput,
+    Verb::StartTask,
+    Verb::DispatchAttempt,
+    Verb::Heartbeat,
+    Verb::ReadTrace,
+    Verb::PauseLoop,
+];
+const ROLES: [Role; 4] = [Role::Operator, Role::Worker, Role::Observer, Role::Senior];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Mint {
+        role: usize,
+        max_uses: Option<u32>,
+        task: Option<usize>,
+        ttl: u64,
+    },
+    /// Minted by a store with the same secret that this one never saw.
+    MintElsewhere {
+        max_uses: Option<u32>,
+        task: Option<usize>,
+    },
+    Verify {
+        tok: usize,
+        verb: usize,
+        task: Option<usize>,
+    },
+    Check {
+        tok: usize,
+        verb: usize,
+        task: Option<usize>,
+    },
+    Revoke {
+        tok: usize,
+    },
+    RevokeTask {
+        task: usize,
+    },
+    StartTask {
+        tok: usize,
+        id: usize,
+    },
+    Dispatch {
+        tok: usize,
+        task: usize,
+        max_uses: Option<u32>,
+    },
+    Remint {
+        tok: usize,
+    },
+    Adopt {
+        tok: usize,
+        task: Option<usize>,
+    },
+    Purge,
+    Snapshot,
+    Advance {
+        secs: u64,
+    },
+}
+
+/// A shallow tree, so that random sequences reach the spawn-depth limit.
+fn config() -> StoreConfig {
+    StoreConfig {
+        max_spawn_depth: 2,
+        ..StoreConfig::default()
+    }
+}
+
+fn budget() -> impl Strategy<Value = Option<u32>> {
+    prop_oneof![Just(None), (0u32..4).prop_map(Some)]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let task = || proptest::option::of(0..TASKS.len());
+    prop_oneof![
+        3 => (prop_oneof![3 => Just(1usize), 1 => 0..ROLES.len()], budget(), task(), 1u64..4000)
+            .prop_map(|(role, max_uses, task, ttl)| Op::Mint { role, max_uses, task, ttl }),
+        1 => (budget(), task()).prop_map(|(max_uses, task)| Op::MintElsewhere { max_uses, task }),
+        6 => (any::<usize>(), 0..VERBS.len(), task())
+            .prop_map(|(tok, verb, task)| Op::Verify { tok, verb, task }),
+        2 => (any::<usize>(), 0..VERBS.len(), task())
+            .prop_map(|(tok, verb, task)| Op::Check { tok, verb, task }),
+        1 => any::<usize>().prop_map(|tok| Op::Revoke { tok }),
+        1 => (0..TASKS.len()).prop_map(|task| Op::RevokeTask { task }),
+        3 => (any::<usize>(), 0..6usize).prop_map(|(tok, id)| Op::StartTask { tok, id }),
+        3 => (any::<usize>(), 0..TASKS.len(), budget())
+            .prop_map(|(tok, task, max_uses)| Op::Dispatch { tok, task, max_uses }),
+        2 => any::<usize>().prop_map(|tok| Op::Remint { tok }),
+        1 => (any::<usize>(), task()).prop_map(|(tok, task)| Op::Adopt { tok, task }),
+        1 => Just(Op::Purge),
+        2 => Just(Op::Snapshot),
+        2 => (0u64..1500).prop_map(|secs| Op::Advance { secs }),
+    ]
+}
+
+struct Tok {
+    bearer: String,
+    fp: Fingerprint,
+    nonce: String,
+    max_uses: Option<u32>,
+}
+
+impl Tok {
+    fn of(m: &Minted) -> Self {
+        Tok {
+            bearer: m.bearer.clone(),
+            fp: m.fingerprint,
+            nonce: nonce_of(&m.bearer),
+            max_uses: m.token.max_uses,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    NotYet,
+    Present(Option<u32>),
+    Gone,
+}
+
+struct World {
+    store: TokenStore,
+    elsewhere: TokenStore,
+    clock: Arc<FixedClock>,
+    round_trips: bool,
+    tokens: Vec<Tok>,
+    seen: Vec<Seen>,
+    revoked: HashSet<usize>,
+    accepted: Vec<u32>,
+}
+
+impl World {
+    fn new(clock: &Arc<FixedClock>, round_trips: bool) -> Self {
+        let make = || TokenStore::new(&SECRET, config(), Box::new(Arc::clone(clock))).unwrap();
+        let mut world = World {
+            store: make(),
+            elsewhere: make(),
+            clock: Arc::clone(clock),
+            round_trips,
+            tokens: Vec::new(),
+            seen: Vec::new(),
+            revoked: HashSet::new(),
+            accepted: Vec::new(),
+        };
+        let op = world
+            .store
+            .attach_operator("op", MintOptions::default())
+            .unwrap();
+        world.store.start_task(&op.bearer, Some("t0")).unwrap();
+        world.store.start_task(&op.bearer, Some("t1")).unwrap();
+        world.push(Tok::of(&op));
+        world.observe();
+        world
+    }
+
+    fn push(&mut self, tok: Tok) {
+        self.tokens.push(tok);
+        self.seen.push(Seen::NotYet);
+        self.accepted.push(0);
+    }
+
+    fn tok(&self, i: usize) -> usize {
+        i % self.tokens.len()
+    }
+
+    /// Replace each known fingerprint by its index.
+    fn norm(&self, text: String) -> String {
+        let mut text = text;
+        for (i, t) in self.tokens.iter().enumerate() {
+            text = text.replace(&t.fp.to_string(), &format!("#{i}"));
+        }
+        text
+    }
+
+    fn norm_result<T: std::fmt::Debug>(&self, r: &Result<T, CapTokenError>) -> String {
+        self.norm(format!("{r:?}"))
+    }
+
+    fn norm_minted(&self, r: &Result<Minted, CapTokenError>) -> String {
+        match r {
+            Ok(m) => format!(
+                "Ok({}, {:?}, {:?}, {}, {}, {:?}, {:?}, {:?})",
+                m.token.agent_id,
+                m.token.role,
+                m.token.scopes,
+                m.token.issued_at,
+                m.token.expire_at,
+                m.token.max_uses,
+                m.token.v,
+                self.store
+                    .record(&m.fingerprint)
+                    .map(|r| (r.uses_left, r.task_id)),
+            ),
+            Err(e) => self.norm(format!("Err({e:?})")),
+        }
+    }
+
+    /// A call that spends on success: count it and check it may be accepted.
+    fn accepted_by(&mut self, i: usize, ok: bool) {
+        if !ok {
+            return;
+        }
+        assert!(
+            !self.revoked.contains(&i),
+            "revoked token #{i} was accepted"
+        );
+        self.accepted[i] += 1;
+        if let Some(max) = self.tokens[i].max_uses {
+            assert!(
+                self.accepted[i] <= max,
+                "token #{i} accepted {} times with max_uses {max}",
+                self.accepted[i]
+            );
+        }
+    }
+
+    fn apply(&mut self, op: &Op) -> String {
+        match op {
+            Op::Mint {
+                role,
+                max_uses,
+                task,
+                ttl,
+            } => {
+                let options = MintOptions {
+                    max_uses: *max_uses,
+                    task_id: task.map(|t| TASKS[t].to_owned()),
+                    ttl_secs: Some(*ttl),
+                    scopes: None,
+                };
+                let r = self.store.mint("agent", ROLES[*role], options);
+                let out = self.norm_minted(&r);
+                if let Ok(m) = r {
+                    self.push(Tok::of(&m));
+                }
+                out
+            }
+            Op::MintElsewhere { max_uses, task } => {
+                let options = MintOptions {
+                    max_uses: *max_uses,
+                    task_id: task.map(|t| TASKS[t].to_owned()),
+                    ..MintOptions::default()
+                };
+                let m = self
+                    .elsewhere
+                    .mint("remote", Role::Worker, options)
+                    .unwrap();
+                self.push(Tok::of(&m));
+                format!("elsewhere {:?}", m.token.max_uses)
+            }
+            Op::Verify { tok, verb, task } => {
+                let i = self.tok(*tok);
+                let r =
+                    self.store
+                        .verify(&self.tokens[i].bearer, VERBS[*verb], task.map(|t| TASKS[t]));
+                self.accepted_by(i, r.is_ok());
+                self.norm_result(&r)
+            }
+            Op::Check { tok, verb, task } => {
+                let i = self.tok(*tok);
+                let before = self.store.records();
+                let r =
+                    self.store
+                        .check(&self.tokens[i].bearer, VERBS[*verb], task.map(|t| TASKS[t]));
+                assert_eq!(self.store.records(), before, "check spent something");
+                if r.is_ok() {
+                    assert!(!self.revoked.contains(&i), "check accepted revoked #{i}");
+                    if self.tokens[i].max_uses.is_some() {
+                        assert!(
+                            Some(self.accepted[i]) < self.tokens[i].max_uses,
+                            "check accepted an exhausted token #{i}"
+                        );
+                    }
+                }
+                self.norm_result(&r)
+            }
+            Op::Revoke { tok } => {
+                let i = self.tok(*tok);
+                let r = self.store.revoke(&self.tokens[i].fp);
+                if r {
+                    assert!(!self.revoked.contains(&i), "revoked twice: #{i}");
+                }
+                format!("{r}")
+            }
+            Op::RevokeTask { task } => format!("{}", self.store.revoke_task(TASKS[*task])),
+            Op::StartTask { tok, id } => {
+                let i = self.tok(*tok);
+                let r = self
+                    .store
+                    .start_task(&self.tokens[i].bearer, Some(TASKS[*id]));
+                self.accepted_by(i, r.is_ok());
+                self.norm_result(&r)
+            }
+            Op::Dispatch {
+                tok,
+                task,
+                max_uses,
+            } => {
+                let i = self.tok(*tok);
+                let options = MintOptions {
+                    max_uses: *max_uses,
+                    ..MintOptions::default()
+                };
+                let r = self
+                    .store
+                    .dispatch_attempt(&self.tokens[i].bearer, TASKS[*task], options);
+                self.accepted_by(i, r.is_ok());
+                let out = self.norm_minted(&r);
+                if let Ok(m) = r {
+                    self.push(Tok::of(&m));
+                }
+                out
+            }
+            Op::Remint { tok } => {
+                let i = self.tok(*tok);
+                let before = self.store.record(&self.tokens[i].fp);
+                let r = self.store.remint(&self.tokens[i].bearer);
+                let out = self.norm_minted(&r);
+                if let Ok(m) = r {
+                    assert!(!self.revoked.contains(&i), "reminted revoked #{i}");
+                    let before = before.unwrap();
+                    // Never wider than what was left.
+                    assert_eq!(m.token.max_uses, before.uses_left);
+                    assert_eq!(m.token.scopes, before.token.scopes);
+                    assert_eq!(m.token.agent_id, before.token.agent_id);
+                    assert_eq!(
+                        self.store.record(&m.fingerprint).unwrap().task_id,
+                        before.task_id
+                    );
+                    assert!(self.store.record(&self.tokens[i].fp).unwrap().revoked);
+                    self.push(Tok::of(&m));
+                }
+                out
+            }
+            Op::Adopt { tok, task } => {
+                let i = self.tok(*tok);
+                let before = self.store.record(&self.tokens[i].fp);
+                let r = self
+                    .store
+                    .adopt(&self.tokens[i].bearer, task.map(|t| TASKS[t]));
+                if let (Ok(_), Some(before)) = (&r, before) {
+                    assert_eq!(self.store.record(&self.tokens[i].fp), Some(before));
+                }
+                self.norm_result(&r)
+            }
+            Op::Purge => format!("{}", self.store.purge_expired()),
+            Op::Snapshot => {
+                if self.round_trips {
+                    let text = self.store.snapshot();
+                    for t in &self.tokens {
+                        assert!(!text.contains(&t.nonce), "snapshot holds a nonce");
+                    }
+                    let before = self.store.records();
+                    self.store = TokenStore::restore(
+                        &text,
+                        &SECRET,
+                        config(),
+                        Box::new(Arc::clone(&self.clock)),
+                    )
+                    .unwrap();
+                    assert_eq!(self.store.records(), before);
+                }
+                "snapshot".to_owned()
+            }
+            Op::Advance { .. } => "advance".to_owned(),
+        }
+    }
+
+    /// Check the per-fingerprint invariants after a step.
+    fn observe(&mut self) {
+        for i in 0..self.tokens.len() {
+            let record = self.store.record(&self.tokens[i].fp);
+            let now = match (&record, self.seen[i]) {
+                (Some(r), Seen::Present(prev)) => {
+                    match (prev, r.uses_left) {
+                        (None, None) => {}
+                        (Some(p), Some(n)) => assert!(n <= p, "uses of #{i} grew {p} -> {n}"),
+                        (p, n) => panic!("budget of #{i} changed kind {p:?} -> {n:?}"),
+                    }
+                    Seen::Present(r.uses_left)
+                }
+                (Some(_), Seen::Gone) => panic!("record #{i} came back"),
+                (Some(r), Seen::NotYet) => {
+                    assert_eq!(
+                        r.uses_left,
+                        self.tokens[i]
+                            .max_uses
+                            .map(|m| { m.saturating_sub(self.accepted[i]) })
+                    );
+                    Seen::Present(r.uses_left)
+                }
+                (None, Seen::Present(_) | Seen::Gone) => Seen::Gone,
+                (None, Seen::NotYet) => Seen::NotYet,
+            };
+            self.seen[i] = now;
+            if let Some(r) = record {
+                if r.revoked {
+                    self.revoked.insert(i);
+                } else {
+                    assert!(!self.revoked.contains(&i), "#{i} was un-revoked");
+                }
+                if let (Some(max), Some(left)) = (self.tokens[i].max_uses, r.uses_left) {
+                    assert_eq!(left, max - self.accepted[i], "uses of #{i}");
+                }
+            }
+        }
+    }
+
+    /// The state, with fingerprints replaced by indexes.
+    fn summary(&self) -> String {
+        let records: Vec<String> = self
+            .tokens
+            .iter()
+            .map(|t| {
+                self.store.record(&t.fp).map_or_else(
+                    || "-".to_owned(),
+                    |r| {
+                        format!(
+                            "{:?} {} {:?} {} {:?} {:?} {} {} {:?} {:?}",
+                            r.uses_left,
+                            r.revoked,
+                            r.task_id,
+                            r.token.agent_id,
+                            r.token.role,
+                            r.token.scopes,
+                            r.token.issued_at,
+                            r.token.expire_at,
+                            r.token.max_uses,
+                            r.token.v
+                        )
+                    },
+                )
+            })
+            .collect();
+        format!(
+            "{} {:?} {:?}",
+            self.store.len(),
+            self.store.tasks(),
+            records
+        )
+    }
+}
+
+fn run(ops: &[Op]) {
+    let clock = Arc::new(FixedClock::new(T0));
+    let mut plain = World::new(&clock, false);
+    let mut trips = World::new(&clock, true);
+    for (step, op) in ops.iter().enumerate() {
+        if let Op::Advance { secs } = op {
+            clock.advance(*secs);
+        }
+        let a = plain.apply(op);
+        let b = trips.apply(op);
+        assert_eq!(a, b, "step {step}: {op:?}");
+        plain.observe();
+        trips.observe();
+        assert_eq!(plain.summary(), trips.summary(), "step {step}: {op:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn random_sequences_keep_the_invariants_and_survive_round_trips(
+        ops in proptest::collection::vec(op(), 1..60)
+    ) {
+        run(&ops);
+    }
+}
+
+/// A fixed sequence that hits every kind of step, so the harness itself is
+/// known to exercise spending, revocation, remint, purge and restore.
+#[test]
+fn a_scripted_sequence_through_the_harness() {
+    let ops = vec![
+        Op::Dispatch {
+            tok: 0,
+            task: 0,
+            max_uses: Some(2),
+        },
+        Op::Verify {
+            tok: 1,
+            verb: 0,
+            task: Some(0),
+        },
+        Op::Snapshot,
+        Op::Verify {
+            tok: 1,
+            verb: 0,
+            task: Some(0),
+        },
+        Op::Verify {
+            tok: 1,
+            verb: 0,
+            task: Some(0),
+        },
+        Op::StartTask { tok: 0, id: 1 },
+        Op::Dispatch {
+            tok: 0,
+            task: 1,
+            max_uses: Some(1),
+        },
+        Op::StartTask { tok: 2, id: 2 },
+        Op::Remint { tok: 2 },
+        Op::Snapshot,
+        Op::Verify {
+            tok: 2,
+            verb: 5,
+            task: None,
+        },
+        Op::Verify {
+            tok: 3,
+            verb: 5,
+            task: None,
+        },
+        Op::MintElsewhere {
+            max_uses: Some(1),
+            task: Some(6),
+        },
+        Op::Verify {
+            tok: 4,
+            verb: 0,
+            task: Some(6),
+        },
+        Op::Adopt {
+            tok: 4,
+            task: Some(6),
+        },
+        Op::Verify {
+            tok: 4,
+            verb: 0,
+            task: Some(6),
+        },
+        Op::Adopt { tok: 4, task: None },
+        Op::Verify {
+            tok: 4,
+            verb: 0,
+            task: Some(6),
+        },
+        Op::RevokeTask { task: 0 },
+        Op::Snapshot,
+        Op::Verify {
+            tok: 1,
+            verb: 0,
+            task: Some(0),
+        },
+        Op::Advance { secs: 1800 },
+        Op::Purge,
+        Op::Snapshot,
+        Op::Verify {
+            tok: 3,
+            verb: 5,
+            task: None,
+        },
+        Op::Mint {
+            role: 1,
+            max_uses: None,
+            task: Some(1),
+            ttl: 10,
+        },
+        Op::Check {
+            tok: 5,
+            verb: 0,
+            task: Some(1),
+        },
+        Op::Revoke { tok: 5 },
+        Op::Check {
+            tok: 5,
+            verb: 0,
+            task: Some(1),
+        },
+    ];
+    run(&ops);
+}
