@@ -43,14 +43,14 @@ pub mod verifier;
 #[cfg(target_arch = "wasm32")]
 pub mod bindings;
 
-pub use clock::{Clock, FixedClock};
 #[cfg(not(target_arch = "wasm32"))]
 pub use clock::SystemClock;
+pub use clock::{Clock, FixedClock};
 pub use error::{CapTokenError, ErrorCode};
 pub use gate::Gate;
 pub use record::{CapTokenConsumeError, CapTokenRecord};
 pub use role::{Role, Verb};
 pub use signer::{Signer, SigningFormat};
-pub use store::{Grant, MintOptions, Minted, StoreConfig, TokenStore};
+pub use store::{Grant, GrantRef, MintOptions, Minted, StoreConfig, TokenStore};
 pub use task::{TaskId, TaskInfo};
 pub use token::{CapToken, Fingerprint};

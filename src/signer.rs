@@ -1,7 +1,7 @@
 //! [`Signer`]: HMAC-SHA256 over a token, in the `v2` or the `mlua-swarm` format.
 
 use crate::error::CapTokenError;
-use crate::token::{CapToken, V2};
+use crate::token::{CapToken, TokenFields, V2};
 use core::fmt;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -77,9 +77,7 @@ impl Signer {
     /// A signer keyed by `secret`, which must be at least [`MIN_SECRET_LEN`] bytes.
     pub fn new(secret: &[u8], format: SigningFormat) -> Result<Self, CapTokenError> {
         if secret.len() < MIN_SECRET_LEN {
-            return Err(CapTokenError::invalid(
-                "secret must be at least 32 bytes",
-            ));
+            return Err(CapTokenError::invalid("secret must be at least 32 bytes"));
         }
         let keyed = Hmac::<Sha256>::new_from_slice(secret)
             .map_err(|_| CapTokenError::invalid("secret is not a usable HMAC key"))?;
@@ -92,7 +90,7 @@ impl Signer {
     }
 
     /// The signature of `token` in this signer's format (its `sig_hex` is ignored).
-    pub fn signature(&self, token: &CapToken) -> [u8; 32] {
+    pub fn signature(&self, token: &impl TokenFields) -> [u8; 32] {
         let mut mac = self.keyed.clone();
         match self.format {
             SigningFormat::V2 => write_v2(token, &mut |bytes| mac.update(bytes)),
@@ -108,7 +106,7 @@ impl Signer {
     pub fn seal(&self, token: &mut CapToken) {
         token.v = self.format.version_field();
         let mut buf = [0u8; 64];
-        let signature = self.signature(token);
+        let signature = self.signature(&*token);
         token.sig_hex = base16ct::lower::encode_str(&signature, &mut buf)
             .map(str::to_owned)
             .unwrap_or_default();
@@ -118,12 +116,12 @@ impl Signer {
     /// signature matches, compared in constant time. Anything else is
     /// [`CapTokenError::BadSignature`], so a token of the other format is
     /// refused (no downgrade).
-    pub fn verify(&self, token: &CapToken) -> Result<(), CapTokenError> {
-        if token.v != self.format.version_field() {
+    pub fn verify(&self, token: &impl TokenFields) -> Result<(), CapTokenError> {
+        if token.v() != self.format.version_field() {
             return Err(CapTokenError::BadSignature);
         }
         let mut presented = [0u8; 32];
-        base16ct::lower::decode(&token.sig_hex, &mut presented)
+        base16ct::lower::decode(token.sig_hex(), &mut presented)
             .map_err(|_| CapTokenError::BadSignature)?;
         if bool::from(self.signature(token).ct_eq(&presented)) {
             Ok(())
@@ -151,20 +149,20 @@ pub fn mlua_swarm_signing_text(token: &CapToken) -> String {
     text
 }
 
-fn write_mlua_swarm(token: &CapToken, out: &mut impl fmt::Write) -> fmt::Result {
-    write!(out, "{}|{}|", token.agent_id, token.role.capitalised())?;
-    for (i, scope) in token.scopes.iter().enumerate() {
+fn write_mlua_swarm(token: &impl TokenFields, out: &mut impl fmt::Write) -> fmt::Result {
+    write!(out, "{}|{}|", token.agent_id(), token.role().capitalised())?;
+    for (i, scope) in token.scopes().enumerate() {
         if i > 0 {
             out.write_char(',')?;
         }
         out.write_str(scope)?;
     }
-    write!(out, "|{}|{}|", token.issued_at, token.expire_at)?;
-    match token.max_uses {
+    write!(out, "|{}|{}|", token.issued_at(), token.expire_at())?;
+    match token.max_uses() {
         Some(n) => write!(out, "Some({n})")?,
         None => out.write_str("None")?,
     }
-    write!(out, "|{}", token.nonce)
+    write!(out, "|{}", token.nonce())
 }
 
 /// The `v2` signing input: `captoken-v2`, then every field length-prefixed.
@@ -174,7 +172,7 @@ pub fn v2_signing_bytes(token: &CapToken) -> Vec<u8> {
     bytes
 }
 
-fn write_v2(token: &CapToken, out: &mut impl FnMut(&[u8])) {
+fn write_v2(token: &impl TokenFields, out: &mut impl FnMut(&[u8])) {
     fn string(out: &mut impl FnMut(&[u8]), s: &str) {
         out(&length(s.len()));
         out(s.as_bytes());
@@ -184,22 +182,22 @@ fn write_v2(token: &CapToken, out: &mut impl FnMut(&[u8])) {
         u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes()
     }
     out(V2_DOMAIN);
-    string(out, &token.agent_id);
-    out(&[token.role.code()]);
-    out(&length(token.scopes.len()));
-    for scope in &token.scopes {
+    string(out, token.agent_id());
+    out(&[token.role().code()]);
+    out(&length(token.scopes().len()));
+    for scope in token.scopes() {
         string(out, scope);
     }
-    out(&token.issued_at.to_be_bytes());
-    out(&token.expire_at.to_be_bytes());
-    match token.max_uses {
+    out(&token.issued_at().to_be_bytes());
+    out(&token.expire_at().to_be_bytes());
+    match token.max_uses() {
         None => out(&[0]),
         Some(n) => {
             out(&[1]);
             out(&n.to_be_bytes());
         }
     }
-    string(out, &token.nonce);
+    string(out, token.nonce());
 }
 
 #[cfg(test)]

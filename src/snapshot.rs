@@ -229,9 +229,8 @@ fn not_a_snapshot(error: serde_json::Error) -> CapTokenError {
 }
 
 fn validate_record(record: RecordIn, format: SigningFormat) -> Result<Entry, CapTokenError> {
-    let fault = |what: &str| {
-        CapTokenError::snapshot(format!("record {}: {what}", record.fingerprint))
-    };
+    let fault =
+        |what: &str| CapTokenError::snapshot(format!("record {}: {what}", record.fingerprint));
     let token = &record.token;
     if token.v != format.version_field() {
         return Err(fault("token is not of the store's format"));
@@ -258,7 +257,7 @@ fn validate_record(record: RecordIn, format: SigningFormat) -> Result<Entry, Cap
     }
     Ok(Entry {
         agent_id: token.agent_id.as_str().into(),
-        scopes: Scopes::from_list(&token.scopes),
+        scopes: Scopes::from_iter(token.scopes.iter().map(String::as_str)),
         issued_at: token.issued_at,
         expire_at: token.expire_at,
         max_uses: token.max_uses,
@@ -268,6 +267,9 @@ fn validate_record(record: RecordIn, format: SigningFormat) -> Result<Entry, Cap
         role: token.role,
         v: token.v,
         revoked: record.revoked,
+        // Nothing in a snapshot was signature-checked here: the first decision
+        // for each record runs the HMAC.
+        sig_checked: false,
     })
 }
 
@@ -276,8 +278,7 @@ fn validate_record(record: RecordIn, format: SigningFormat) -> Result<Entry, Cap
 fn validate_tasks(tasks: Vec<TaskInfo>) -> Result<Vec<(Box<str>, TaskNode)>, CapTokenError> {
     let mut depths: HashMap<&str, u32> = HashMap::with_capacity(tasks.len());
     for task in &tasks {
-        check_task_id(&task.task_id)
-            .map_err(|_| CapTokenError::snapshot("invalid task id"))?;
+        check_task_id(&task.task_id).map_err(|_| CapTokenError::snapshot("invalid task id"))?;
         if depths.insert(&task.task_id, task.spawn_depth).is_some() {
             return Err(CapTokenError::snapshot(format!(
                 "duplicate task {:?}",

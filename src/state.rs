@@ -9,7 +9,7 @@
 use crate::record::{CapTokenConsumeError, CapTokenRecord};
 use crate::role::Role;
 use crate::task::TaskInfo;
-use crate::token::{CapToken, Fingerprint};
+use crate::token::{CapToken, Fingerprint, TokenFields};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -21,20 +21,33 @@ pub(crate) enum Scopes {
 }
 
 impl Scopes {
-    pub(crate) fn from_list(scopes: &[String]) -> Self {
-        match scopes {
-            [only] if only == "*" => Scopes::All,
-            _ => Scopes::List(scopes.iter().map(|s| s.as_str().into()).collect()),
+    pub(crate) fn from_iter<'a>(scopes: impl ExactSizeIterator<Item = &'a str>) -> Self {
+        let scopes: Box<[Box<str>]> = scopes.map(Into::into).collect();
+        match &*scopes {
+            [only] if &**only == "*" => Scopes::All,
+            _ => Scopes::List(scopes),
         }
     }
 
     /// Whether these are exactly `scopes`, in order.
-    pub(crate) fn is(&self, scopes: &[String]) -> bool {
+    pub(crate) fn is<'a>(&self, mut scopes: impl ExactSizeIterator<Item = &'a str>) -> bool {
         match self {
-            Scopes::All => matches!(scopes, [only] if only == "*"),
+            Scopes::All => scopes.len() == 1 && scopes.next() == Some("*"),
             Scopes::List(list) => {
-                list.len() == scopes.len() && list.iter().zip(scopes).all(|(a, b)| **a == **b)
+                list.len() == scopes.len() && list.iter().zip(scopes).all(|(a, b)| **a == *b)
             }
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &str> {
+        let list: &[Box<str>] = match self {
+            Scopes::All => &[],
+            Scopes::List(list) => list,
+        };
+        let all = matches!(self, Scopes::All).then_some("*");
+        ScopesIter {
+            all,
+            rest: list.iter(),
         }
     }
 
@@ -45,6 +58,24 @@ impl Scopes {
         }
     }
 }
+
+struct ScopesIter<'a> {
+    all: Option<&'static str>,
+    rest: core::slice::Iter<'a, Box<str>>,
+}
+
+impl<'a> Iterator for ScopesIter<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        self.all.take().or_else(|| self.rest.next().map(|s| &**s))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = usize::from(self.all.is_some()) + self.rest.len();
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for ScopesIter<'_> {}
 
 /// What the store keeps of one minted token: the record without the nonce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,26 +91,33 @@ pub(crate) struct Entry {
     pub(crate) role: Role,
     pub(crate) v: Option<u8>,
     pub(crate) revoked: bool,
+    /// The token this entry was made from passed the signature check in this
+    /// process (minted, adopted, or verified once since a restore). Only then
+    /// may an exact match with the entry stand in for the HMAC.
+    pub(crate) sig_checked: bool,
 }
 
 impl Entry {
     /// A fresh entry for `token` (uses_left = max_uses, not revoked).
-    pub(crate) fn new(token: &CapToken, task_id: Option<&str>) -> Self {
+    /// A fresh entry for a token whose signature was checked (uses_left =
+    /// max_uses, not revoked).
+    pub(crate) fn new(token: &impl TokenFields, task_id: Option<&str>) -> Self {
         let mut sig = [0u8; 32];
         // The signer has already checked sig_hex is 64 hex characters.
-        let _ = base16ct::lower::decode(&token.sig_hex, &mut sig);
+        let _ = base16ct::lower::decode(token.sig_hex(), &mut sig);
         Entry {
-            agent_id: token.agent_id.as_str().into(),
-            scopes: Scopes::from_list(&token.scopes),
-            issued_at: token.issued_at,
-            expire_at: token.expire_at,
-            max_uses: token.max_uses,
-            uses_left: token.max_uses,
+            agent_id: token.agent_id().into(),
+            scopes: Scopes::from_iter(token.scopes()),
+            issued_at: token.issued_at(),
+            expire_at: token.expire_at(),
+            max_uses: token.max_uses(),
+            uses_left: token.max_uses(),
             task_id: task_id.map(Into::into),
             sig,
-            role: token.role,
-            v: token.v,
+            role: token.role(),
+            v: token.v(),
             revoked: false,
+            sig_checked: true,
         }
     }
 
@@ -116,17 +154,17 @@ impl Entry {
     /// can pass the signature check and still differ: the mlua-swarm signing
     /// text lets a holder move bytes between agent_id, role and scopes through
     /// `|` and `,` without changing the signed text. The record is the authority.
-    pub(crate) fn matches(&self, token: &CapToken) -> bool {
+    pub(crate) fn matches(&self, token: &impl TokenFields) -> bool {
         let mut sig = [0u8; 32];
-        base16ct::lower::decode(&token.sig_hex, &mut sig).is_ok()
-            && sig == self.sig
-            && self.role == token.role
-            && *self.agent_id == *token.agent_id
-            && self.scopes.is(&token.scopes)
-            && self.issued_at == token.issued_at
-            && self.expire_at == token.expire_at
-            && self.max_uses == token.max_uses
-            && self.v == token.v
+        base16ct::lower::decode(token.sig_hex(), &mut sig).is_ok()
+            && bool::from(subtle::ConstantTimeEq::ct_eq(&sig[..], &self.sig[..]))
+            && self.role == token.role()
+            && *self.agent_id == *token.agent_id()
+            && self.scopes.is(token.scopes())
+            && self.issued_at == token.issued_at()
+            && self.expire_at == token.expire_at()
+            && self.max_uses == token.max_uses()
+            && self.v == token.v()
     }
 
     /// Step 7 without spending: revoked first, then uses left.
@@ -221,11 +259,14 @@ impl MemoryState {
     }
 
     /// Spend one use (step 7). Returns the uses left afterwards.
+    /// `signature_checked` records that the token passed the HMAC just now.
     pub(crate) fn consume(
         &mut self,
         fingerprint: &Fingerprint,
+        signature_checked: bool,
     ) -> Option<Result<Option<u32>, CapTokenConsumeError>> {
         let entry = self.records.get_mut(fingerprint)?;
+        entry.sig_checked |= signature_checked;
         Some(entry.can_consume().map(|()| {
             if let Some(left) = entry.uses_left.as_mut() {
                 *left = left.saturating_sub(1);

@@ -13,8 +13,9 @@ use crate::role::{Role, Verb};
 use crate::signer::{Signer, SigningFormat};
 use crate::state::{Entry, MemoryState, TaskNode};
 use crate::task::{TaskId, TaskInfo, MAX_TASK_ID_LEN};
-use crate::token::{CapToken, Fingerprint, MAX_BEARER_LEN, MAX_SAFE_INTEGER};
-use crate::verifier::{Verified, Verifier};
+use crate::token::{CapToken, Fingerprint, TokenFields, MAX_BEARER_LEN, MAX_SAFE_INTEGER};
+use crate::verifier::Verifier;
+use core::cell::Cell;
 
 /// The longest agent id accepted at minting, in bytes.
 pub const MAX_AGENT_ID_LEN: usize = 256;
@@ -95,6 +96,8 @@ pub struct TokenStore {
     state: MemoryState,
     config: StoreConfig,
     clock: Box<dyn Clock>,
+    /// Reused buffer for decoding bearers, so a decision allocates nothing.
+    scratch: Cell<Vec<u8>>,
 }
 
 impl core::fmt::Debug for TokenStore {
@@ -107,10 +110,57 @@ impl core::fmt::Debug for TokenStore {
 }
 
 /// A decision that passed steps 1 to 7 and has not spent anything yet.
+#[derive(Debug, Clone, Copy)]
 struct Allowed {
-    verified: Verified,
-    bound: Option<TaskId>,
-    uses_left: Option<u32>,
+    fingerprint: Fingerprint,
+    role: Role,
+    /// The HMAC ran for this decision (the record was not yet known good).
+    signature_ran: bool,
+}
+
+/// An allowed call, borrowed from the store: what [`Grant`] owns.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantRef<'a> {
+    fingerprint: Fingerprint,
+    entry: &'a Entry,
+}
+
+impl<'a> GrantRef<'a> {
+    /// The token's public identity.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+    /// The token's agent.
+    pub fn agent_id(&self) -> &'a str {
+        &self.entry.agent_id
+    }
+    /// The token's role.
+    pub fn role(&self) -> Role {
+        self.entry.role
+    }
+    /// The token's scopes, in order.
+    pub fn scopes(&self) -> impl ExactSizeIterator<Item = &'a str> {
+        self.entry.scopes.iter()
+    }
+    /// The task the token is bound to.
+    pub fn task_id(&self) -> Option<&'a str> {
+        self.entry.task_id.as_deref()
+    }
+    /// Uses left: after this call's use for `verify`, as they stand for `check`.
+    pub fn uses_left(&self) -> Option<u32> {
+        self.entry.uses_left
+    }
+    /// The owned [`Grant`].
+    pub fn to_grant(&self) -> Grant {
+        Grant {
+            fingerprint: self.fingerprint,
+            agent_id: self.agent_id().to_owned(),
+            role: self.role(),
+            scopes: self.scopes().map(str::to_owned).collect(),
+            task_id: self.task_id().map(str::to_owned),
+            uses_left: self.uses_left(),
+        }
+    }
 }
 
 impl TokenStore {
@@ -143,6 +193,7 @@ impl TokenStore {
             state,
             config,
             clock,
+            scratch: Cell::new(Vec::new()),
         })
     }
 
@@ -221,7 +272,9 @@ impl TokenStore {
         if let Some(task_id) = &options.task_id {
             check_task_id(task_id)?;
         }
-        let ttl = options.ttl_secs.unwrap_or(self.config.worker_token_ttl_secs);
+        let ttl = options
+            .ttl_secs
+            .unwrap_or(self.config.worker_token_ttl_secs);
         let now = self.now().min(MAX_SAFE_INTEGER);
         let expire_at = now
             .checked_add(ttl)
@@ -241,7 +294,9 @@ impl TokenStore {
         self.verifier.signer().seal(&mut token);
         let bearer = token.to_bearer();
         if bearer.len() > MAX_BEARER_LEN {
-            return Err(CapTokenError::invalid("token would exceed the bearer size limit"));
+            return Err(CapTokenError::invalid(
+                "token would exceed the bearer size limit",
+            ));
         }
         let fingerprint = token.fingerprint();
         let entry = Entry::new(&token, options.task_id.as_deref());
@@ -287,19 +342,43 @@ impl TokenStore {
         verb: Verb,
         task_arg: Option<&str>,
     ) -> Result<Allowed, CapTokenError> {
-        let verified = self.verifier.authorize(bearer, verb, self.now())?;
-        let fingerprint = verified.fingerprint;
-        let entry = self
-            .state
-            .entry(&fingerprint)
-            .ok_or(CapTokenError::TokenNotFound { fingerprint })?;
+        let mut buf = self.scratch.take();
+        let decision = self.decide_in(&mut buf, bearer, verb, task_arg);
+        self.scratch.set(buf);
+        decision
+    }
+
+    fn decide_in(
+        &self,
+        buf: &mut Vec<u8>,
+        bearer: &str,
+        verb: Verb,
+        task_arg: Option<&str>,
+    ) -> Result<Allowed, CapTokenError> {
+        let now = self.now();
+        let token = self.verifier.decode(bearer, buf)?;
+        let fingerprint = token.fingerprint();
+        let entry = self.state.entry(&fingerprint);
+        // A record matches only the exact token it was made from (the
+        // fingerprint binds the nonce, the rest is compared field by field).
+        let matches = entry.is_some_and(|entry| entry.matches(&token));
+        // Step 2. A token identical to a record whose token already passed the
+        // HMAC here would pass it again: the check is skipped, not the rule.
+        let known_good = matches && entry.is_some_and(|entry| entry.sig_checked);
+        if !known_good {
+            self.verifier.check_signature(&token)?;
+        }
+        self.verifier.check_expiry(&token, fingerprint, now)?;
+        let role = token.role();
+        self.verifier.check_gate(role, verb)?;
+        let entry = entry.ok_or(CapTokenError::TokenNotFound { fingerprint })?;
         // A well-signed token that differs from its record (a field-shifted
         // mlua-swarm token) is not the token that was recorded.
-        if !entry.matches(&verified.token) {
+        if !matches {
             return Err(CapTokenError::BadSignature);
         }
         let bound = entry.task_id.as_deref();
-        if verified.token.role == Role::Worker
+        if role == Role::Worker
             && verb.is_ownership_gated()
             && (bound.is_none() || bound != task_arg)
         {
@@ -313,23 +392,28 @@ impl TokenStore {
             .can_consume()
             .map_err(|e| consume_error(e, fingerprint))?;
         Ok(Allowed {
-            bound: bound.map(str::to_owned),
-            uses_left: entry.uses_left,
-            verified,
+            fingerprint,
+            role,
+            signature_ran: !known_good,
         })
     }
 
     /// Spend one use of an allowed decision.
-    fn spend(&mut self, allowed: &mut Allowed) -> Result<(), CapTokenError> {
-        let fingerprint = allowed.verified.fingerprint;
-        match self.state.consume(&fingerprint) {
-            Some(Ok(left)) => {
-                allowed.uses_left = left;
-                Ok(())
-            }
+    fn spend(&mut self, allowed: Allowed) -> Result<(), CapTokenError> {
+        let fingerprint = allowed.fingerprint;
+        match self.state.consume(&fingerprint, allowed.signature_ran) {
+            Some(Ok(_)) => Ok(()),
             Some(Err(e)) => Err(consume_error(e, fingerprint)),
             None => Err(CapTokenError::TokenNotFound { fingerprint }),
         }
+    }
+
+    fn grant_ref(&self, fingerprint: Fingerprint) -> Result<GrantRef<'_>, CapTokenError> {
+        let entry = self
+            .state
+            .entry(&fingerprint)
+            .ok_or(CapTokenError::TokenNotFound { fingerprint })?;
+        Ok(GrantRef { fingerprint, entry })
     }
 
     /// Decide a call and, when allowed, spend one use. `task_id` is the task
@@ -340,9 +424,20 @@ impl TokenStore {
         verb: Verb,
         task_id: Option<&str>,
     ) -> Result<Grant, CapTokenError> {
-        let mut allowed = self.decide(bearer, verb, task_id)?;
-        self.spend(&mut allowed)?;
-        Ok(grant(allowed))
+        self.verify_ref(bearer, verb, task_id)
+            .map(|grant| grant.to_grant())
+    }
+
+    /// [`verify`](Self::verify), returning the grant borrowed from the store.
+    pub fn verify_ref(
+        &mut self,
+        bearer: &str,
+        verb: Verb,
+        task_id: Option<&str>,
+    ) -> Result<GrantRef<'_>, CapTokenError> {
+        let allowed = self.decide(bearer, verb, task_id)?;
+        self.spend(allowed)?;
+        self.grant_ref(allowed.fingerprint)
     }
 
     /// Decide a call exactly as [`verify`](Self::verify) would, spending nothing.
@@ -352,7 +447,19 @@ impl TokenStore {
         verb: Verb,
         task_id: Option<&str>,
     ) -> Result<Grant, CapTokenError> {
-        self.decide(bearer, verb, task_id).map(grant)
+        self.check_ref(bearer, verb, task_id)
+            .map(|grant| grant.to_grant())
+    }
+
+    /// [`check`](Self::check), returning the grant borrowed from the store.
+    pub fn check_ref(
+        &self,
+        bearer: &str,
+        verb: Verb,
+        task_id: Option<&str>,
+    ) -> Result<GrantRef<'_>, CapTokenError> {
+        let allowed = self.decide(bearer, verb, task_id)?;
+        self.grant_ref(allowed.fingerprint)
     }
 
     // ---- tasks ---------------------------------------------------------
@@ -366,9 +473,13 @@ impl TokenStore {
         bearer: &str,
         task_id: Option<&str>,
     ) -> Result<TaskInfo, CapTokenError> {
-        let mut allowed = self.decide(bearer, Verb::StartTask, None)?;
-        let (parent_id, spawn_depth) = if allowed.verified.token.role == Role::Worker {
-            let parent_id = allowed.bound.clone();
+        let allowed = self.decide(bearer, Verb::StartTask, None)?;
+        let (parent_id, spawn_depth) = if allowed.role == Role::Worker {
+            let parent_id = self
+                .state
+                .entry(&allowed.fingerprint)
+                .and_then(|entry| entry.task_id.as_deref())
+                .map(str::to_owned);
             let parent = parent_id
                 .as_deref()
                 .and_then(|id| self.state.task(id))
@@ -396,7 +507,7 @@ impl TokenStore {
             }
             None => self.new_task_id()?,
         };
-        self.spend(&mut allowed)?;
+        self.spend(allowed)?;
         let node = TaskNode {
             parent_id: parent_id.map(Into::into),
             spawn_depth,
@@ -415,7 +526,7 @@ impl TokenStore {
         task_id: &str,
         options: MintOptions,
     ) -> Result<Minted, CapTokenError> {
-        let mut allowed = self.decide(bearer, Verb::DispatchAttempt, Some(task_id))?;
+        let allowed = self.decide(bearer, Verb::DispatchAttempt, Some(task_id))?;
         if options.task_id.as_deref().is_some_and(|id| id != task_id) {
             return Err(CapTokenError::invalid(
                 "options.taskId must match the dispatched task",
@@ -432,7 +543,7 @@ impl TokenStore {
         };
         let (minted, entry) =
             self.prepare_mint(&format!("worker-of-{task_id}"), Role::Worker, &options)?;
-        self.spend(&mut allowed)?;
+        self.spend(allowed)?;
         self.state.insert(minted.fingerprint, entry);
         Ok(minted)
     }
@@ -535,27 +646,10 @@ impl TokenStore {
 
     /// Every tracked task, ordered by depth, then id.
     pub fn tasks(&self) -> Vec<TaskInfo> {
-        let mut tasks: Vec<TaskInfo> = self
-            .state
-            .tasks()
-            .map(|(id, node)| node.info(id))
-            .collect();
-        tasks.sort_unstable_by(|a, b| {
-            (a.spawn_depth, &a.task_id).cmp(&(b.spawn_depth, &b.task_id))
-        });
+        let mut tasks: Vec<TaskInfo> = self.state.tasks().map(|(id, node)| node.info(id)).collect();
         tasks
-    }
-}
-
-fn grant(allowed: Allowed) -> Grant {
-    let Verified { token, fingerprint } = allowed.verified;
-    Grant {
-        fingerprint,
-        agent_id: token.agent_id,
-        role: token.role,
-        scopes: token.scopes,
-        task_id: allowed.bound,
-        uses_left: allowed.uses_left,
+            .sort_unstable_by(|a, b| (a.spawn_depth, &a.task_id).cmp(&(b.spawn_depth, &b.task_id)));
+        tasks
     }
 }
 

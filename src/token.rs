@@ -8,6 +8,7 @@ use core::fmt;
 use core::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 /// The longest bearer string [`CapToken::from_bearer`] will look at.
 pub const MAX_BEARER_LEN: usize = 8 * 1024;
@@ -76,49 +77,243 @@ impl CapToken {
     /// base64url of a well-formed token, or is longer than [`MAX_BEARER_LEN`],
     /// is [`CapTokenError::MalformedToken`].
     pub fn from_bearer(bearer: &str) -> Result<Self, CapTokenError> {
-        if bearer.len() > MAX_BEARER_LEN {
-            return Err(malformed("bearer is longer than the size limit"));
-        }
-        let json = URL_SAFE_NO_PAD
-            .decode(bearer)
-            .map_err(|_| malformed("bearer is not URL-safe base64 without padding"))?;
-        let token: CapToken =
-            serde_json::from_slice(&json).map_err(|_| malformed("bearer is not a token's JSON"))?;
-        token.check_shape()?;
-        Ok(token)
+        let mut buf = Vec::new();
+        TokenRef::decode(bearer, &mut buf).map(|token| token.to_owned_token())
     }
 
     /// Check the fields a signature cannot vouch for the shape of.
     pub fn check_shape(&self) -> Result<(), CapTokenError> {
-        if !matches!(self.v, None | Some(V2)) {
-            return Err(malformed("unknown token version"));
+        check_shape(self)
+    }
+
+    /// This token as a borrowed [`TokenRef`].
+    pub fn as_token_ref(&self) -> TokenRef<'_> {
+        TokenRef {
+            v: self.v,
+            agent_id: Text(Cow::Borrowed(&self.agent_id)),
+            role: self.role,
+            scopes: self
+                .scopes
+                .iter()
+                .map(|scope| Text(Cow::Borrowed(scope.as_str())))
+                .collect(),
+            issued_at: self.issued_at,
+            expire_at: self.expire_at,
+            max_uses: self.max_uses,
+            nonce: Text(Cow::Borrowed(&self.nonce)),
+            sig_hex: Text(Cow::Borrowed(&self.sig_hex)),
         }
-        if !is_lower_hex(&self.nonce, 32) {
-            return Err(malformed("nonce is not 32 lowercase hex characters"));
-        }
-        if !is_lower_hex(&self.sig_hex, 64) {
-            return Err(malformed("sig_hex is not 64 lowercase hex characters"));
-        }
-        if self.issued_at > MAX_SAFE_INTEGER || self.expire_at > MAX_SAFE_INTEGER {
-            return Err(malformed("time is out of range"));
-        }
-        Ok(())
     }
 
     /// The token's public identity: hex SHA-256 of the nonce's text.
     pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint::of_nonce(&self.nonce)
+        TokenFields::fingerprint(self)
     }
 
     /// Whether the token is past its expiry at `now` (Operator tokens never are).
     pub fn is_expired(&self, now: u64) -> bool {
-        self.role.expires() && now >= self.expire_at
+        TokenFields::is_expired(self, now)
+    }
+}
+
+/// Read access to a token's fields, shared by the owned [`CapToken`] and the
+/// borrowed [`TokenRef`] a decision decodes into without copying.
+pub trait TokenFields {
+    /// `Some(2)` for v2 tokens.
+    fn v(&self) -> Option<u8>;
+    /// The agent id.
+    fn agent_id(&self) -> &str;
+    /// The role.
+    fn role(&self) -> Role;
+    /// The scopes, in order.
+    fn scopes(&self) -> impl ExactSizeIterator<Item = &str>;
+    /// Unix seconds at minting.
+    fn issued_at(&self) -> u64;
+    /// Unix seconds of expiry.
+    fn expire_at(&self) -> u64;
+    /// The use budget at minting.
+    fn max_uses(&self) -> Option<u32>;
+    /// The nonce's text (secret).
+    fn nonce(&self) -> &str;
+    /// The signature's hex text.
+    fn sig_hex(&self) -> &str;
+
+    /// The token's public identity: hex SHA-256 of the nonce's text.
+    fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of_nonce(self.nonce())
     }
 
-    /// Whether this token is unrestricted in scope (`"*"`).
-    pub fn is_unscoped(&self) -> bool {
-        self.scopes.iter().any(|scope| scope == "*")
+    /// Whether the token is past its expiry at `now` (Operator tokens never are).
+    fn is_expired(&self, now: u64) -> bool {
+        self.role().expires() && now >= self.expire_at()
     }
+}
+
+impl TokenFields for CapToken {
+    fn v(&self) -> Option<u8> {
+        self.v
+    }
+    fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+    fn role(&self) -> Role {
+        self.role
+    }
+    fn scopes(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.scopes.iter().map(String::as_str)
+    }
+    fn issued_at(&self) -> u64 {
+        self.issued_at
+    }
+    fn expire_at(&self) -> u64 {
+        self.expire_at
+    }
+    fn max_uses(&self) -> Option<u32> {
+        self.max_uses
+    }
+    fn nonce(&self) -> &str {
+        &self.nonce
+    }
+    fn sig_hex(&self) -> &str {
+        &self.sig_hex
+    }
+}
+
+/// A string field of a [`TokenRef`]: borrowed from the decoded JSON unless it
+/// had escapes to undo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+/// A token decoded from a bearer without copying its strings: what every
+/// decision works on. [`CapToken`] is its owned twin.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRef<'a> {
+    #[serde(default)]
+    v: Option<u8>,
+    #[serde(borrow)]
+    agent_id: Text<'a>,
+    role: Role,
+    #[serde(borrow)]
+    scopes: Vec<Text<'a>>,
+    issued_at: u64,
+    expire_at: u64,
+    max_uses: Option<u32>,
+    #[serde(borrow)]
+    nonce: Text<'a>,
+    #[serde(borrow)]
+    sig_hex: Text<'a>,
+}
+
+impl fmt::Debug for TokenRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_owned_token(), f)
+    }
+}
+
+impl<'a> TokenRef<'a> {
+    /// Step 1 of a decision: base64url-decode `bearer` into `buf` and parse
+    /// the token from it, borrowing its strings from `buf`.
+    pub fn decode(bearer: &str, buf: &'a mut Vec<u8>) -> Result<Self, CapTokenError> {
+        if bearer.len() > MAX_BEARER_LEN {
+            return Err(malformed("bearer is longer than the size limit"));
+        }
+        buf.clear();
+        URL_SAFE_NO_PAD
+            .decode_vec(bearer, buf)
+            .map_err(|_| malformed("bearer is not URL-safe base64 without padding"))?;
+        let token: TokenRef<'a> =
+            serde_json::from_slice(buf).map_err(|_| malformed("bearer is not a token's JSON"))?;
+        check_shape(&token)?;
+        Ok(token)
+    }
+
+    /// The owned twin.
+    pub fn to_owned_token(&self) -> CapToken {
+        CapToken {
+            v: self.v,
+            agent_id: self.agent_id.0.to_string(),
+            role: self.role,
+            scopes: self.scopes.iter().map(|s| s.0.to_string()).collect(),
+            issued_at: self.issued_at,
+            expire_at: self.expire_at,
+            max_uses: self.max_uses,
+            nonce: self.nonce.0.to_string(),
+            sig_hex: self.sig_hex.0.to_string(),
+        }
+    }
+}
+
+impl TokenFields for TokenRef<'_> {
+    fn v(&self) -> Option<u8> {
+        self.v
+    }
+    fn agent_id(&self) -> &str {
+        &self.agent_id.0
+    }
+    fn role(&self) -> Role {
+        self.role
+    }
+    fn scopes(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.scopes.iter().map(|scope| &*scope.0)
+    }
+    fn issued_at(&self) -> u64 {
+        self.issued_at
+    }
+    fn expire_at(&self) -> u64 {
+        self.expire_at
+    }
+    fn max_uses(&self) -> Option<u32> {
+        self.max_uses
+    }
+    fn nonce(&self) -> &str {
+        &self.nonce.0
+    }
+    fn sig_hex(&self) -> &str {
+        &self.sig_hex.0
+    }
+}
+
+/// Check the fields a signature cannot vouch for the shape of.
+fn check_shape(token: &impl TokenFields) -> Result<(), CapTokenError> {
+    if !matches!(token.v(), None | Some(V2)) {
+        return Err(malformed("unknown token version"));
+    }
+    if !is_lower_hex(token.nonce(), 32) {
+        return Err(malformed("nonce is not 32 lowercase hex characters"));
+    }
+    if !is_lower_hex(token.sig_hex(), 64) {
+        return Err(malformed("sig_hex is not 64 lowercase hex characters"));
+    }
+    if token.issued_at() > MAX_SAFE_INTEGER || token.expire_at() > MAX_SAFE_INTEGER {
+        return Err(malformed("time is out of range"));
+    }
+    Ok(())
 }
 
 fn malformed(reason: &'static str) -> CapTokenError {
@@ -304,7 +499,11 @@ mod tests {
     fn fingerprint_parses_only_lowercase_hex() {
         let fp = Fingerprint::of_nonce("x");
         assert_eq!(fp.to_string().parse::<Fingerprint>().unwrap(), fp);
-        assert!(fp.to_string().to_uppercase().parse::<Fingerprint>().is_err());
+        assert!(fp
+            .to_string()
+            .to_uppercase()
+            .parse::<Fingerprint>()
+            .is_err());
         assert!("abc".parse::<Fingerprint>().is_err());
         let json = serde_json::to_string(&fp).unwrap();
         assert_eq!(serde_json::from_str::<Fingerprint>(&json).unwrap(), fp);

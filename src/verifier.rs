@@ -4,9 +4,9 @@
 
 use crate::error::CapTokenError;
 use crate::gate::Gate;
-use crate::role::Verb;
+use crate::role::{Role, Verb};
 use crate::signer::Signer;
-use crate::token::{CapToken, Fingerprint};
+use crate::token::{CapToken, Fingerprint, TokenFields, TokenRef};
 
 /// A token whose bearer decoded and whose signature matched.
 #[derive(Debug, Clone)]
@@ -40,33 +40,65 @@ impl Verifier {
         &self.gate
     }
 
-    /// Steps 1 and 2: decode the bearer and check its signature. Expiry is not
-    /// looked at (remint needs exactly this).
-    pub fn authenticate_ignoring_expiry(&self, bearer: &str) -> Result<Verified, CapTokenError> {
-        let token = CapToken::from_bearer(bearer)?;
-        self.signer.verify(&token)?;
-        let fingerprint = token.fingerprint();
-        Ok(Verified { token, fingerprint })
+    /// Step 1: decode the bearer into `buf`, borrowing the token's strings from it.
+    pub fn decode<'b>(
+        &self,
+        bearer: &str,
+        buf: &'b mut Vec<u8>,
+    ) -> Result<TokenRef<'b>, CapTokenError> {
+        TokenRef::decode(bearer, buf)
     }
 
-    /// Steps 1 to 3: decode, signature, expiry (Operator tokens are exempt).
+    /// Step 2: the signature, in the store's format, compared in constant time.
+    pub fn check_signature(&self, token: &impl TokenFields) -> Result<(), CapTokenError> {
+        self.signer.verify(token)
+    }
+
+    /// Step 3: expiry at `now`; Operator tokens are exempt.
+    pub fn check_expiry(
+        &self,
+        token: &impl TokenFields,
+        fingerprint: Fingerprint,
+        now: u64,
+    ) -> Result<(), CapTokenError> {
+        if token.is_expired(now) {
+            return Err(CapTokenError::TokenExpired { fingerprint });
+        }
+        Ok(())
+    }
+
+    /// Step 4: whether the gate lets `role` call `verb`.
+    pub fn check_gate(&self, role: Role, verb: Verb) -> Result<(), CapTokenError> {
+        if self.gate.allows(role, verb) {
+            Ok(())
+        } else {
+            Err(CapTokenError::RoleViolation { role, verb })
+        }
+    }
+
+    /// Steps 1 and 2, into an owned token. Expiry is not looked at (remint
+    /// needs exactly this).
+    pub fn authenticate_ignoring_expiry(&self, bearer: &str) -> Result<Verified, CapTokenError> {
+        let mut buf = Vec::new();
+        let token = self.decode(bearer, &mut buf)?;
+        self.check_signature(&token)?;
+        Ok(Verified {
+            fingerprint: token.fingerprint(),
+            token: token.to_owned_token(),
+        })
+    }
+
+    /// Steps 1 to 3: decode, signature, expiry.
     pub fn authenticate(&self, bearer: &str, now: u64) -> Result<Verified, CapTokenError> {
         let verified = self.authenticate_ignoring_expiry(bearer)?;
-        if verified.token.is_expired(now) {
-            return Err(CapTokenError::TokenExpired {
-                fingerprint: verified.fingerprint,
-            });
-        }
+        self.check_expiry(&verified.token, verified.fingerprint, now)?;
         Ok(verified)
     }
 
     /// Steps 1 to 4: [`authenticate`](Self::authenticate), then the gate.
     pub fn authorize(&self, bearer: &str, verb: Verb, now: u64) -> Result<Verified, CapTokenError> {
         let verified = self.authenticate(bearer, now)?;
-        let role = verified.token.role;
-        if !self.gate.allows(role, verb) {
-            return Err(CapTokenError::RoleViolation { role, verb });
-        }
+        self.check_gate(verified.token.role, verb)?;
         Ok(verified)
     }
 }

@@ -918,3 +918,66 @@ fn an_edited_record_no_longer_matches_its_bearer() {
         );
     }
 }
+
+/// A snapshot is not trusted with signatures: a record edited to match a
+/// forged token (same nonce, other role, made-up signature) must not let that
+/// token through, before or after the genuine token was verified.
+#[test]
+fn edited_snapshot_record_does_not_vouch_for_a_forged_token() {
+    let (mut store, clock) = store();
+    let worker = worker(&mut store, "t1", Some(5));
+    let forged = tamper(
+        &tamper(&worker.bearer, "role", json!("operator")),
+        "sig_hex",
+        json!("ab".repeat(32)),
+    );
+    let mut doc: Value = serde_json::from_str(&store.snapshot()).unwrap();
+    for record in doc["records"].as_array_mut().unwrap() {
+        if record["fingerprint"] == json!(worker.fingerprint.to_string()) {
+            record["token"]["role"] = json!("operator");
+            record["token"]["sig_hex"] = json!("ab".repeat(32));
+        }
+    }
+    let mut restored = restore(&doc.to_string(), StoreConfig::default(), &clock).unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            code(restored.verify(&forged, Verb::Heartbeat, None)),
+            ErrorCode::BadSignature
+        );
+        assert_eq!(
+            code(restored.check(&forged, Verb::Heartbeat, None)),
+            ErrorCode::BadSignature
+        );
+    }
+    // The genuine token no longer matches its (edited) record either.
+    assert_eq!(
+        code(restored.verify(&worker.bearer, Verb::FetchPrompt, Some("t1"))),
+        ErrorCode::BadSignature
+    );
+    assert_eq!(
+        code(restored.verify(&forged, Verb::Heartbeat, None)),
+        ErrorCode::BadSignature
+    );
+}
+
+/// After a restore, the first decision of each record runs the HMAC; once a
+/// genuine token passed, later decisions are the same as before the restore.
+#[test]
+fn restored_records_decide_like_the_original() {
+    let (mut store, clock) = store();
+    let worker = worker(&mut store, "t1", Some(3));
+    store
+        .verify(&worker.bearer, Verb::FetchPrompt, Some("t1"))
+        .unwrap();
+    let mut restored = restore(&store.snapshot(), StoreConfig::default(), &clock).unwrap();
+    for expected in [Some(1), Some(0)] {
+        let grant = restored
+            .verify(&worker.bearer, Verb::FetchPrompt, Some("t1"))
+            .unwrap();
+        assert_eq!(grant.uses_left, expected);
+    }
+    assert_eq!(
+        code(restored.verify(&worker.bearer, Verb::FetchPrompt, Some("t1"))),
+        ErrorCode::TokenUsesExhausted
+    );
+}
