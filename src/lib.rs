@@ -12,6 +12,7 @@
 //! * [`state`] — the records and tasks a decision reads and changes;
 //! * [`store`] — [`TokenStore`], which joins the two halves;
 //! * [`snapshot`] — the store's state as JSON text;
+//! * [`journal`] — every state change as a line of JSON, replayable after a snapshot;
 //! * [`error`] — [`CapTokenError`] and its stable codes.
 //!
 //! No public function panics on any input: every bad input is a [`CapTokenError`].
@@ -30,6 +31,7 @@
 pub mod clock;
 pub mod error;
 pub mod gate;
+pub mod journal;
 pub mod record;
 pub mod role;
 pub mod signer;

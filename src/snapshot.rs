@@ -48,9 +48,9 @@ impl Serialize for RecordsOut<'_> {
     }
 }
 
-struct RecordOut<'a> {
-    fingerprint: &'a Fingerprint,
-    entry: &'a Entry,
+pub(crate) struct RecordOut<'a> {
+    pub(crate) fingerprint: &'a Fingerprint,
+    pub(crate) entry: &'a Entry,
 }
 
 #[derive(Serialize)]
@@ -123,8 +123,8 @@ struct SnapshotIn {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RecordIn {
-    fingerprint: Fingerprint,
+pub(crate) struct RecordIn {
+    pub(crate) fingerprint: Fingerprint,
     token: TokenIn,
     uses_left: Option<u32>,
     revoked: bool,
@@ -177,7 +177,21 @@ impl TokenStore {
         config: StoreConfig,
         clock: Box<dyn Clock>,
     ) -> Result<Self, CapTokenError> {
-        let state = parse(snapshot, config.format)?;
+        Self::restore_with_journal(snapshot, "", secret, config, clock)
+    }
+
+    /// [`restore`](Self::restore), then replay the journal written after that
+    /// snapshot (see [`crate::journal`]). Any fault in either is
+    /// [`CapTokenError::SnapshotInvalid`] and nothing is created.
+    pub fn restore_with_journal(
+        snapshot: &str,
+        journal: &str,
+        secret: &[u8],
+        config: StoreConfig,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, CapTokenError> {
+        let mut state = parse(snapshot, config.format)?;
+        crate::journal::replay(&mut state, journal, config.format)?;
         TokenStore::with_state(secret, config, clock, state)
     }
 }
@@ -215,7 +229,7 @@ fn parse(snapshot: &str, format: SigningFormat) -> Result<MemoryState, CapTokenE
 /// Why the text is not a snapshot, without quoting it: serde_json's own
 /// messages quote the offending value or key, which may be anything the
 /// caller passed, a nonce included.
-fn not_a_snapshot(error: serde_json::Error) -> CapTokenError {
+pub(crate) fn not_a_snapshot(error: serde_json::Error) -> CapTokenError {
     let what = match error.classify() {
         serde_json::error::Category::Io | serde_json::error::Category::Syntax => "not valid JSON",
         serde_json::error::Category::Eof => "the text ends early",
@@ -228,7 +242,10 @@ fn not_a_snapshot(error: serde_json::Error) -> CapTokenError {
     ))
 }
 
-fn validate_record(record: RecordIn, format: SigningFormat) -> Result<Entry, CapTokenError> {
+pub(crate) fn validate_record(
+    record: RecordIn,
+    format: SigningFormat,
+) -> Result<Entry, CapTokenError> {
     let fault =
         |what: &str| CapTokenError::snapshot(format!("record {}: {what}", record.fingerprint));
     let token = &record.token;

@@ -286,20 +286,35 @@ impl MemoryState {
         }
     }
 
-    /// Revoke every live record bound to one of `task_ids`; returns how many.
-    pub(crate) fn revoke_bound_to(&mut self, task_ids: &HashSet<&str>) -> usize {
-        let mut revoked = 0;
-        for entry in self.records.values_mut() {
+    /// Revoke every live record bound to one of `task_ids`; returns their
+    /// fingerprints.
+    pub(crate) fn revoke_bound_to(&mut self, task_ids: &HashSet<&str>) -> Vec<Fingerprint> {
+        let mut revoked = Vec::new();
+        for (fingerprint, entry) in self.records.iter_mut() {
             let bound = entry
                 .task_id
                 .as_deref()
                 .is_some_and(|task| task_ids.contains(task));
             if bound && !entry.revoked {
                 entry.revoked = true;
-                revoked += 1;
+                revoked.push(*fingerprint);
             }
         }
         revoked
+    }
+
+    /// Replay a journaled use: true when the record had a limited use left.
+    pub(crate) fn replay_consume(&mut self, fingerprint: &Fingerprint) -> bool {
+        match self.records.get_mut(fingerprint) {
+            Some(Entry {
+                uses_left: Some(left),
+                ..
+            }) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Remove the records of expired tokens; returns how many.

@@ -8,6 +8,7 @@
 use crate::clock::Clock;
 use crate::error::CapTokenError;
 use crate::gate::Gate;
+use crate::journal::{Event, Journal};
 use crate::record::{CapTokenConsumeError, CapTokenRecord};
 use crate::role::{Role, Verb};
 use crate::signer::{Signer, SigningFormat};
@@ -98,6 +99,7 @@ pub struct TokenStore {
     clock: Box<dyn Clock>,
     /// Reused buffer for decoding bearers, so a decision allocates nothing.
     scratch: Cell<Vec<u8>>,
+    journal: Journal,
 }
 
 impl core::fmt::Debug for TokenStore {
@@ -194,6 +196,7 @@ impl TokenStore {
             config,
             clock,
             scratch: Cell::new(Vec::new()),
+            journal: Journal::default(),
         })
     }
 
@@ -245,7 +248,7 @@ impl TokenStore {
         options: MintOptions,
     ) -> Result<Minted, CapTokenError> {
         let (minted, entry) = self.prepare_mint(agent_id, role, &options)?;
-        self.state.insert(minted.fingerprint, entry);
+        self.insert_record(minted.fingerprint, entry);
         Ok(minted)
     }
 
@@ -329,7 +332,7 @@ impl TokenStore {
             }
         }
         let entry = Entry::new(&verified.token, task_id);
-        self.state.insert(verified.fingerprint, entry);
+        self.insert_record(verified.fingerprint, entry);
         Ok(verified.fingerprint)
     }
 
@@ -402,7 +405,15 @@ impl TokenStore {
     fn spend(&mut self, allowed: Allowed) -> Result<(), CapTokenError> {
         let fingerprint = allowed.fingerprint;
         match self.state.consume(&fingerprint, allowed.signature_ran) {
-            Some(Ok(_)) => Ok(()),
+            Some(Ok(left)) => {
+                // An unlimited token's use changes no state: nothing to journal.
+                if left.is_some() {
+                    self.journal.push(&Event::Consume {
+                        fingerprint: &fingerprint,
+                    });
+                }
+                Ok(())
+            }
             Some(Err(e)) => Err(consume_error(e, fingerprint)),
             None => Err(CapTokenError::TokenNotFound { fingerprint }),
         }
@@ -514,6 +525,11 @@ impl TokenStore {
         };
         let info = node.info(&task_id);
         self.state.insert_task(&task_id, node);
+        self.journal.push(&Event::Task {
+            task_id: &info.task_id,
+            parent_id: info.parent_id.as_deref(),
+            spawn_depth: info.spawn_depth,
+        });
         Ok(info)
     }
 
@@ -544,7 +560,7 @@ impl TokenStore {
         let (minted, entry) =
             self.prepare_mint(&format!("worker-of-{task_id}"), Role::Worker, &options)?;
         self.spend(allowed)?;
-        self.state.insert(minted.fingerprint, entry);
+        self.insert_record(minted.fingerprint, entry);
         Ok(minted)
     }
 
@@ -565,7 +581,11 @@ impl TokenStore {
 
     /// Revoke one token; true when it was live and is now revoked.
     pub fn revoke(&mut self, fingerprint: &Fingerprint) -> bool {
-        self.state.revoke(fingerprint)
+        let revoked = self.state.revoke(fingerprint);
+        if revoked {
+            self.journal.push(&Event::Revoke { fingerprint });
+        }
+        revoked
     }
 
     /// Revoke every token bound to `task_id` or to any task below it; returns
@@ -578,7 +598,11 @@ impl TokenStore {
             .map(str::to_owned)
             .collect();
         let subtree = subtree.iter().map(String::as_str).collect();
-        self.state.revoke_bound_to(&subtree)
+        let revoked = self.state.revoke_bound_to(&subtree);
+        for fingerprint in &revoked {
+            self.journal.push(&Event::Revoke { fingerprint });
+        }
+        revoked.len()
     }
 
     /// Remint a Worker token whose delivery ran late. The presented token must
@@ -610,15 +634,43 @@ impl TokenStore {
         };
         let (minted, entry) =
             self.prepare_mint(&verified.token.agent_id, Role::Worker, &options)?;
-        self.state.revoke(&fingerprint);
-        self.state.insert(minted.fingerprint, entry);
+        self.revoke(&fingerprint);
+        self.insert_record(minted.fingerprint, entry);
         Ok(minted)
     }
 
     /// Remove the records of expired tokens (Operator tokens stay); returns how many.
     pub fn purge_expired(&mut self) -> usize {
         let now = self.now();
-        self.state.purge_expired(now)
+        let purged = self.state.purge_expired(now);
+        if purged > 0 {
+            self.journal.push(&Event::Purge { now });
+        }
+        purged
+    }
+
+    fn insert_record(&mut self, fingerprint: Fingerprint, entry: Entry) {
+        if self.state.insert(fingerprint, entry) && self.journal.is_on() {
+            if let Some(entry) = self.state.entry(&fingerprint) {
+                self.journal.record(&fingerprint, entry);
+            }
+        }
+    }
+
+    // ---- journal -------------------------------------------------------
+
+    /// Start or stop journaling. While on, every state change is kept as a
+    /// line of JSON until [`take_journal`](Self::take_journal); stopping drops
+    /// lines not yet taken.
+    pub fn set_journaling(&mut self, on: bool) {
+        self.journal.set_on(on);
+    }
+
+    /// The journal lines (NDJSON, each ending in a newline) written since the
+    /// last call. Holds no nonce and no secret. Replay them with
+    /// [`restore_with_journal`](Self::restore_with_journal).
+    pub fn take_journal(&mut self) -> String {
+        self.journal.take()
     }
 
     // ---- reading -------------------------------------------------------
