@@ -103,6 +103,8 @@ export interface StoreOptions {
   now?: () => number;
   /** Replaces the default verbs of each role given. */
   gate?: Partial<Record<Role, Verb[]>>;
+  /** Keep every state change as journal lines for `takeJournal()` (default false). */
+  journal?: boolean;
 }
 
 export interface MintOptions {
@@ -146,7 +148,8 @@ export interface TaskInfo {
 /** The token table and task table of one orchestrator. */
 export declare class TokenStore {
   constructor(options: StoreOptions);
-  static restore(snapshot: string, options: StoreOptions): TokenStore;
+  /** A store from `snapshot()` text, then the journal lines written after it. */
+  static restore(snapshot: string, options: StoreOptions, journal?: string): TokenStore;
   attachOperator(agentId: string, options?: MintOptions): Minted;
   mint(agentId: string, role: Role, options?: MintOptions): Minted;
   adopt(bearer: string, taskId?: string): string;
@@ -166,6 +169,11 @@ export declare class TokenStore {
   tasks(): TaskInfo[];
   readonly size: number;
   snapshot(): string;
+  /**
+   * The journal lines (newline-delimited JSON, no nonce, no secret) written
+   * since the last call; `''` unless the store was made with `journal: true`.
+   */
+  takeJournal(): string;
   /** Release the store's memory in the WebAssembly module now. */
   free(): void;
 }

@@ -11,7 +11,7 @@ use crate::gate::Gate;
 use crate::record::{CapTokenConsumeError, CapTokenRecord};
 use crate::role::{Role, Verb};
 use crate::signer::SigningFormat;
-use crate::store::{Grant, MintOptions, Minted, StoreConfig, TokenStore};
+use crate::store::{GrantRef, MintOptions, Minted, StoreConfig, TokenStore};
 use crate::task::TaskInfo;
 use crate::token::{CapToken, Fingerprint, MAX_BEARER_LEN, MAX_SAFE_INTEGER};
 use js_sys::{Array, Function, JsString, Object, Reflect, Uint8Array};
@@ -41,6 +41,47 @@ pub fn register_error_class(class: JsValue) {
 }
 
 type JsResult<T> = Result<T, JsValue>;
+
+// JavaScript calls that may run caller code (Proxy traps, getters, `toJSON`)
+// and so may throw. A throw that passed through the module would skip the
+// release of the object's borrow, leaving the store unusable ("recursive use
+// of an object"), and would reach the caller as a TypeError instead of a
+// `CapTokenError`; so every such call is caught.
+#[wasm_bindgen]
+extern "C" {
+    /// `Array.isArray`, which throws for a revoked Proxy.
+    #[wasm_bindgen(js_namespace = Array, js_name = isArray, catch)]
+    fn try_is_array(value: &JsValue) -> Result<bool, JsValue>;
+    /// `Object.keys`, which runs a Proxy's traps.
+    #[wasm_bindgen(js_namespace = Object, js_name = keys, catch)]
+    fn try_keys(object: &JsValue) -> Result<Array, JsValue>;
+    /// `Uint8Array.from`: a genuine copy of what may be a Proxy or a fake.
+    #[wasm_bindgen(js_namespace = Uint8Array, js_name = from, catch)]
+    fn try_uint8_array_from(value: &JsValue) -> Result<Uint8Array, JsValue>;
+}
+
+/// An object argument as JSON text, read by `JSON.stringify` (which may
+/// throw: getters, Proxy traps, BigInts, cycles). `None` for anything that
+/// does not give a string of at most `MAX_STRING_ARG` units.
+fn object_json(value: &JsValue) -> Option<String> {
+    // JSON.stringify writes NaN, Infinity and boxed numbers as `null`, which
+    // would read back as "unlimited" or "no task": refuse them instead.
+    let replacer = Closure::<dyn FnMut(JsValue, JsValue) -> Result<JsValue, JsValue>>::new(
+        |_key: JsValue, value: JsValue| {
+            let not_finite = value.as_f64().is_some_and(|n| !n.is_finite());
+            if not_finite || value.is_instance_of::<js_sys::Number>() {
+                Err(JsValue::NULL)
+            } else {
+                Ok(value)
+            }
+        },
+    );
+    let text: JsValue = js_sys::JSON::stringify_with_replacer(value, replacer.as_ref())
+        .ok()?
+        .into();
+    let text = text.dyn_ref::<JsString>()?;
+    (text.length() <= MAX_STRING_ARG).then(|| String::from(text))
+}
 
 fn set(target: &Object, key: &str, value: &JsValue) {
     // Setting a data property on a fresh plain object cannot fail.
@@ -102,6 +143,19 @@ fn is_absent(value: &JsValue) -> bool {
     value.is_undefined() || value.is_null()
 }
 
+/// The text of a JS string, or `None` when it is not well-formed UTF-16: a
+/// lone surrogate would otherwise become U+FFFD, so that two different
+/// strings (`"\uD800"`, `"\uDC00"`) would name the same task or agent.
+fn well_formed(text: &JsString) -> Option<String> {
+    let string = String::from(text);
+    // Only a string that converted to U+FFFD can have held a lone surrogate.
+    if string.contains('\u{FFFD}') && !text.is_valid_utf16() {
+        None
+    } else {
+        Some(string)
+    }
+}
+
 fn string_arg(value: &JsValue, name: &str) -> JsResult<String> {
     let text = value
         .dyn_ref::<JsString>()
@@ -111,6 +165,19 @@ fn string_arg(value: &JsValue, name: &str) -> JsResult<String> {
     }
     if text.length() == 0 {
         return Err(invalid(format!("{name} must not be empty")));
+    }
+    well_formed(text).ok_or_else(|| invalid(format!("{name} is not well-formed UTF-16")))
+}
+
+/// Snapshot or journal text: a string, at most [`MAX_SNAPSHOT_LEN`] long.
+fn state_text_arg(value: &JsValue, name: &str) -> JsResult<String> {
+    let text = value
+        .dyn_ref::<JsString>()
+        .ok_or_else(|| invalid(format!("{name} must be a string")))?;
+    if text.length() > MAX_SNAPSHOT_LEN {
+        return Err(to_js_error(&CapTokenError::snapshot(format!(
+            "{name} is too large"
+        ))));
     }
     Ok(String::from(text))
 }
@@ -163,7 +230,9 @@ fn optional_task_arg(value: &JsValue) -> Result<Option<String>, CapTokenError> {
     if text.length() > MAX_STRING_ARG {
         return Err(CapTokenError::invalid("taskId is too long"));
     }
-    Ok(Some(String::from(text)))
+    well_formed(text)
+        .map(Some)
+        .ok_or_else(|| CapTokenError::invalid("taskId is not well-formed UTF-16"))
 }
 
 /// A whole number in `0..=max`, as JavaScript gives it (`-0` is 0).
@@ -184,7 +253,7 @@ fn options_object(value: &JsValue, name: &str) -> JsResult<Option<Object>> {
     if is_absent(value) {
         return Ok(None);
     }
-    if !value.is_object() || value.is_function() || Array::is_array(value) {
+    if !value.is_object() || value.is_function() || try_is_array(value).unwrap_or(true) {
         return Err(invalid(format!("{name} must be an object")));
     }
     Ok(Some(value.clone().unchecked_into()))
@@ -196,22 +265,34 @@ fn field(object: &Object, key: &str) -> JsResult<JsValue> {
 }
 
 fn string_list_arg(value: &JsValue, name: &str, max_len: u32) -> JsResult<Vec<String>> {
-    if !Array::is_array(value) {
-        return Err(invalid(format!("{name} must be an array of strings")));
+    let not_a_list = || invalid(format!("{name} must be an array of strings"));
+    if !try_is_array(value).unwrap_or(false) {
+        return Err(not_a_list());
     }
-    let array: &Array = value.unchecked_ref();
-    if array.length() > max_len {
+    // Read through Reflect (caught): the array may be a Proxy or have accessors.
+    let length = Reflect::get(value, &JsValue::from_str("length"))
+        .ok()
+        .and_then(|length| length.as_f64())
+        .ok_or_else(not_a_list)?;
+    if !(0.0..=f64::from(max_len)).contains(&length) {
         return Err(invalid(format!("{name} has too many entries")));
     }
-    let mut list = Vec::with_capacity(array.length() as usize);
-    for item in array.iter() {
+    // In 0..=max_len: the conversion is exact.
+    let length = length as u32;
+    let mut list = Vec::with_capacity(length as usize);
+    for index in 0..length {
+        let item = Reflect::get_u32(value, index).map_err(|_| not_a_list())?;
         let text = item
             .dyn_ref::<JsString>()
             .ok_or_else(|| invalid(format!("{name} must be an array of strings")))?;
         if text.length() > MAX_STRING_ARG {
             return Err(invalid(format!("{name} has an over-long entry")));
         }
-        list.push(String::from(text));
+        list.push(well_formed(text).ok_or_else(|| {
+            invalid(format!(
+                "{name} has an entry that is not well-formed UTF-16"
+            ))
+        })?);
     }
     Ok(list)
 }
@@ -271,20 +352,33 @@ struct StoreOptions {
     secret: Vec<u8>,
     config: StoreConfig,
     clock: JsClock,
+    journal: bool,
 }
 
 fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
     let object =
         options_object(value, "options")?.ok_or_else(|| invalid("options.secret is required"))?;
     let secret = field(&object, "secret")?;
-    let secret = secret
-        .dyn_ref::<Uint8Array>()
-        .ok_or_else(|| invalid("options.secret must be a Uint8Array"))?;
-    if secret.length() < 32 {
+    let not_bytes = || invalid("options.secret must be a Uint8Array");
+    if !secret.is_instance_of::<Uint8Array>() {
+        return Err(not_bytes());
+    }
+    // A Proxy, or an object that merely inherits from Uint8Array.prototype,
+    // passes `instanceof` but throws when read: read the length through
+    // Reflect (caught), then copy into a genuine Uint8Array (caught).
+    let length = Reflect::get(&secret, &JsValue::from_str("length"))
+        .ok()
+        .and_then(|length| length.as_f64())
+        .ok_or_else(not_bytes)?;
+    if length < 32.0 {
         return Err(invalid("secret must be at least 32 bytes"));
     }
-    if secret.length() > 4096 {
+    if length > 4096.0 {
         return Err(invalid("secret must be at most 4096 bytes"));
+    }
+    let secret = try_uint8_array_from(&secret).map_err(|_| not_bytes())?;
+    if !(32..=4096).contains(&secret.length()) {
+        return Err(not_bytes());
     }
     let mut config = StoreConfig::default();
     let format = field(&object, "format")?;
@@ -316,17 +410,26 @@ fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
                 .map_err(|_| invalid("options.now must be a function"))?,
         ))
     };
+    let journal = field(&object, "journal")?;
+    let journal = if journal.is_undefined() {
+        false
+    } else {
+        journal
+            .as_bool()
+            .ok_or_else(|| invalid("options.journal must be a boolean"))?
+    };
     Ok(StoreOptions {
         secret: secret.to_vec(),
         config,
         clock,
+        journal,
     })
 }
 
 /// `Partial<Record<Role, Verb[]>>`: each role given replaces its default row.
 fn gate_arg(value: &JsValue) -> JsResult<Gate> {
     let object = options_object(value, "gate")?.ok_or_else(|| invalid("gate must be an object"))?;
-    let keys = Object::keys(&object);
+    let keys = try_keys(&object).map_err(|_| invalid("gate must be a plain object"))?;
     let mut gate = Gate::default();
     for key in keys.iter() {
         let role = role_arg(&key).map_err(|_| invalid("gate has a key that is not a role"))?;
@@ -368,20 +471,21 @@ struct GrantJs<'a> {
     fingerprint: String,
     agent_id: &'a str,
     role: Role,
-    scopes: &'a [String],
+    scopes: &'a [&'a str],
     task_id: Option<&'a str>,
     uses_left: Option<u32>,
 }
 
-fn grant_js(grant: &Grant, allowed: Option<bool>) -> JsValue {
+fn grant_js(grant: &GrantRef<'_>, allowed: Option<bool>) -> JsValue {
+    let scopes: Vec<&str> = grant.scopes().collect();
     to_js(&GrantJs {
         allowed,
-        fingerprint: grant.fingerprint.to_string(),
-        agent_id: &grant.agent_id,
-        role: grant.role,
-        scopes: &grant.scopes,
-        task_id: grant.task_id.as_deref(),
-        uses_left: grant.uses_left,
+        fingerprint: grant.fingerprint().to_string(),
+        agent_id: grant.agent_id(),
+        role: grant.role(),
+        scopes: &scopes,
+        task_id: grant.task_id(),
+        uses_left: grant.uses_left(),
     })
 }
 
@@ -436,8 +540,9 @@ impl JsCapTokenRecord {
         if !value.is_object() {
             return Err(invalid("token must be a CapToken object"));
         }
-        let token: CapToken = serde_wasm_bindgen::from_value(value.clone())
-            .map_err(|_| invalid("token is not a CapToken"))?;
+        let token: CapToken = object_json(value)
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .ok_or_else(|| invalid("token is not a CapToken"))?;
         token
             .check_shape()
             .map_err(|_| invalid("token is not a CapToken"))?;
@@ -487,7 +592,9 @@ impl JsCapTokenRecord {
             serde_json::from_str(&String::from(text))
                 .map_err(|_| invalid("not a CapTokenRecord JSON"))?
         } else if json.is_object() {
-            serde_wasm_bindgen::from_value(json).map_err(|_| invalid("not a CapTokenRecord JSON"))?
+            object_json(&json)
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .ok_or_else(|| invalid("not a CapTokenRecord JSON"))?
         } else {
             return Err(invalid("fromJSON takes an object or a JSON string"));
         };
@@ -534,8 +641,12 @@ impl JsCapTokenRecord {
 
     /// Remaining uses; `null` means unlimited.
     #[wasm_bindgen(getter = usesLeft)]
-    pub fn uses_left(&self) -> Option<u32> {
-        self.record.uses_left
+    pub fn uses_left(&self) -> JsValue {
+        // An `Option<u32>` return would reach JavaScript as `undefined`.
+        match self.record.uses_left {
+            Some(left) => JsValue::from(left),
+            None => JsValue::NULL,
+        }
     }
 
     /// Whether the record is revoked.
@@ -610,33 +721,43 @@ impl JsTokenStore {
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue) -> JsResult<JsTokenStore> {
         let options = store_options_arg(&options)?;
-        let store = throw(TokenStore::new(
+        let mut store = throw(TokenStore::new(
             &options.secret,
             options.config,
             Box::new(options.clock),
         ))?;
+        store.set_journaling(options.journal);
         Ok(JsTokenStore { store })
     }
 
-    /// A store rebuilt from `snapshot()` text.
-    pub fn restore(snapshot: JsValue, options: JsValue) -> JsResult<JsTokenStore> {
-        let text = snapshot
-            .dyn_ref::<JsString>()
-            .ok_or_else(|| invalid("snapshot must be a string"))?;
-        if text.length() > MAX_SNAPSHOT_LEN {
-            return Err(to_js_error(&CapTokenError::SnapshotInvalid {
-                reason: "snapshot is too large".into(),
-            }));
-        }
-        let text = String::from(text);
+    /// A store rebuilt from `snapshot()` text, then the journal written after it.
+    pub fn restore(
+        snapshot: JsValue,
+        options: JsValue,
+        journal: JsValue,
+    ) -> JsResult<JsTokenStore> {
+        let snapshot = state_text_arg(&snapshot, "snapshot")?;
+        let journal = if journal.is_undefined() {
+            String::new()
+        } else {
+            state_text_arg(&journal, "journal")?
+        };
         let options = store_options_arg(&options)?;
-        let store = throw(TokenStore::restore(
-            &text,
+        let mut store = throw(TokenStore::restore_with_journal(
+            &snapshot,
+            &journal,
             &options.secret,
             options.config,
             Box::new(options.clock),
         ))?;
+        store.set_journaling(options.journal);
         Ok(JsTokenStore { store })
+    }
+
+    /// The journal lines written since the last call (needs `journal: true`).
+    #[wasm_bindgen(js_name = takeJournal)]
+    pub fn take_journal(&mut self) -> String {
+        self.store.take_journal()
     }
 
     /// Attach an Operator: mint its session token.
@@ -649,7 +770,12 @@ impl JsTokenStore {
     }
 
     /// Mint a token of any role.
-    pub fn mint(&mut self, agent_id: JsValue, role: JsValue, options: JsValue) -> JsResult<JsValue> {
+    pub fn mint(
+        &mut self,
+        agent_id: JsValue,
+        role: JsValue,
+        options: JsValue,
+    ) -> JsResult<JsValue> {
         let agent_id = string_arg(&agent_id, "agentId")?;
         let role = role_arg(&role)?;
         let options = mint_options_arg(&options)?;
@@ -693,11 +819,16 @@ impl JsTokenStore {
     }
 
     /// Decide a call and spend one use; throws `CapTokenError` when denied.
-    pub fn verify(&mut self, bearer: JsValue, verb: JsValue, task_id: JsValue) -> JsResult<JsValue> {
+    pub fn verify(
+        &mut self,
+        bearer: JsValue,
+        verb: JsValue,
+        task_id: JsValue,
+    ) -> JsResult<JsValue> {
         let bearer = throw(bearer_arg(&bearer))?;
         let verb = throw(verb_arg(&verb))?;
         let task_id = throw(optional_task_arg(&task_id))?;
-        let grant = throw(self.store.verify(&bearer, verb, task_id.as_deref()))?;
+        let grant = throw(self.store.verify_ref(&bearer, verb, task_id.as_deref()))?;
         Ok(grant_js(&grant, None))
     }
 
@@ -706,7 +837,7 @@ impl JsTokenStore {
         let decision = bearer_arg(&bearer).and_then(|bearer| {
             let verb = verb_arg(&verb)?;
             let task_id = optional_task_arg(&task_id)?;
-            self.store.check(&bearer, verb, task_id.as_deref())
+            self.store.check_ref(&bearer, verb, task_id.as_deref())
         });
         match decision {
             Ok(grant) => grant_js(&grant, Some(true)),
