@@ -11,3 +11,5 @@ module.exports = {
   CapTokenRecord: wasm.CapTokenRecord,
   CapTokenError,
 };
+// Not part of the API: bytes of WebAssembly linear memory, for the benchmarks.
+Object.defineProperty(module.exports, '__memoryBytes', { value: wasm.__memoryBytes, enumerable: false });
