@@ -40,6 +40,12 @@ pub fn register_error_class(class: JsValue) {
     }
 }
 
+/// Bytes of linear memory the module holds now (for the benchmarks).
+#[wasm_bindgen(js_name = "__memoryBytes")]
+pub fn memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size(0) as f64) * 65536.0
+}
+
 type JsResult<T> = Result<T, JsValue>;
 
 // JavaScript calls that may run caller code (Proxy traps, getters, `toJSON`)
@@ -589,8 +595,9 @@ impl JsCapTokenRecord {
             if text.length() > MAX_STRING_ARG {
                 return Err(invalid("record JSON is too long"));
             }
-            serde_json::from_str(&String::from(text))
-                .map_err(|_| invalid("not a CapTokenRecord JSON"))?
+            well_formed(text)
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .ok_or_else(|| invalid("not a CapTokenRecord JSON"))?
         } else if json.is_object() {
             object_json(&json)
                 .and_then(|text| serde_json::from_str(&text).ok())
