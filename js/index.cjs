@@ -2,9 +2,11 @@
 // CommonJS entry for Node. The ESM entry loads this file too, so `require`
 // and `import` share one module instance and one CapTokenError class.
 const wasm = require('../pkg/node/captoken.js');
-const { CapTokenError } = require('./error.cjs');
+const { CapTokenError, guardClass } = require('./error.cjs');
 
 wasm.__registerErrorClass(CapTokenError);
+guardClass(wasm.TokenStore);
+guardClass(wasm.CapTokenRecord);
 
 module.exports = {
   TokenStore: wasm.TokenStore,

@@ -4,7 +4,7 @@ import initWasm, { TokenStore, CapTokenRecord, __registerErrorClass } from '../p
 /**
  * Every denial and every bad input, with a stable `code` and, where they
  * apply, `fingerprint`, `role`, `verb`, `bound`, `arg`, `current` and `max`.
- * (Same class as the Node entry's, defined here because browsers load ES modules only.)
+ * (The Node entry's twin, js/error.cjs: browsers load ES modules only.)
  */
 export class CapTokenError extends Error {
   constructor(message, details) {
@@ -15,6 +15,37 @@ export class CapTokenError extends Error {
     }
   }
 }
+
+/** Guard every method and getter (twin of guardClass in js/error.cjs). */
+function guardClass(cls) {
+  const misuse = () =>
+    new CapTokenError(`invalid argument: not a live ${cls.name} (freed, or called on another object)`,
+      { code: 'ERR_INVALID_ARGUMENT' });
+  const wrap = (f, key) =>
+    function guarded(a, b, c, d) {
+      if (!(this instanceof cls) || !this.__wbg_ptr) {
+        if (key === 'free' && this instanceof cls) return undefined;
+        throw misuse();
+      }
+      try {
+        return f.call(this, a, b, c, d);
+      } catch (error) {
+        if (error instanceof CapTokenError) throw error;
+        throw new CapTokenError(`invalid argument: ${error?.message ?? error}`, { code: 'ERR_INVALID_ARGUMENT' });
+      }
+    };
+  const proto = cls.prototype;
+  for (const key of Object.getOwnPropertyNames(proto)) {
+    if (key === 'constructor' || key.startsWith('__')) continue;
+    const desc = Object.getOwnPropertyDescriptor(proto, key);
+    if (typeof desc.value === 'function') desc.value = wrap(desc.value, key);
+    if (desc.get) desc.get = wrap(desc.get, key);
+    Object.defineProperty(proto, key, desc);
+  }
+}
+
+guardClass(TokenStore);
+guardClass(CapTokenRecord);
 
 let ready;
 
