@@ -25,11 +25,11 @@ step "build pkg/"
 bash scripts/build.sh
 
 step "wasm-pack test --node"
-wasm-pack --quiet test --node -- --test wasm
+wasm-pack test --node -- --test wasm
 
 step "wasm-pack test --headless --chrome"
 # Without this the runner defaults to Node and skips every test, exiting 0.
-WASM_BINDGEN_USE_BROWSER=1 wasm-pack --quiet test --headless --chrome --chromedriver /usr/bin/chromedriver -- --test wasm
+WASM_BINDGEN_USE_BROWSER=1 wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver -- --test wasm
 
 step "node --test (package, examples, console)"
 node --test --test-concurrency=1 tests/node/ tests/examples/ tests/console/
