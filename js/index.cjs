@@ -1,17 +1,16 @@
 'use strict';
 // CommonJS entry for Node. The ESM entry loads this file too, so `require`
 // and `import` share one module instance and one CapTokenError class.
-const wasm = require('../pkg/node/captoken.js');
-const { CapTokenError, guardClass } = require('./error.cjs');
+const glue = require('../pkg/node/captoken.js');
+const { CapTokenError, guardClasses, connect } = require('./common.js');
 
-wasm.__registerErrorClass(CapTokenError);
-guardClass(wasm.TokenStore);
-guardClass(wasm.CapTokenRecord);
+guardClasses(glue);
+connect(glue);
 
 module.exports = {
-  TokenStore: wasm.TokenStore,
-  CapTokenRecord: wasm.CapTokenRecord,
+  TokenStore: glue.TokenStore,
+  CapTokenRecord: glue.CapTokenRecord,
   CapTokenError,
 };
 // Not part of the API: bytes of WebAssembly linear memory, for the benchmarks.
-Object.defineProperty(module.exports, '__memoryBytes', { value: wasm.__memoryBytes, enumerable: false });
+Object.defineProperty(module.exports, '__memoryBytes', { value: glue.__memoryBytes, enumerable: false });

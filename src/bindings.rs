@@ -29,6 +29,39 @@ const MAX_SNAPSHOT_LEN: u32 = 1 << 30;
 
 thread_local! {
     static ERROR_CLASS: RefCell<Option<Function>> = const { RefCell::new(None) };
+    static GRANT_FACTORY: RefCell<Option<GrantFactory>> = const { RefCell::new(None) };
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `factory(allowed, fingerprint, agentId, roleIndex, scopes, taskId, usesLeft)`:
+    /// builds a Grant in one crossing instead of one per field.
+    #[wasm_bindgen(extends = Function)]
+    #[derive(Clone)]
+    type GrantFactory;
+
+    #[wasm_bindgen(method, js_name = call)]
+    #[allow(clippy::too_many_arguments)]
+    fn make_grant(
+        this: &GrantFactory,
+        context: &JsValue,
+        allowed: bool,
+        fingerprint: &str,
+        agent_id: &str,
+        role: u8,
+        scopes: &JsValue,
+        task_id: Option<&str>,
+        uses_left: Option<u32>,
+    ) -> JsValue;
+}
+
+/// Called once by the package's entry module with the function that builds
+/// Grant objects (see js/common.js).
+#[wasm_bindgen(js_name = "__registerGrantFactory")]
+pub fn register_grant_factory(factory: JsValue) {
+    if factory.is_function() {
+        GRANT_FACTORY.with(|slot| *slot.borrow_mut() = Some(factory.unchecked_into()));
+    }
 }
 
 /// Called once by the package's entry module with its `CapTokenError` class,
@@ -483,6 +516,32 @@ struct GrantJs<'a> {
 }
 
 fn grant_js(grant: &GrantRef<'_>, allowed: Option<bool>) -> JsValue {
+    let factory = GRANT_FACTORY.with(|slot| slot.borrow().clone());
+    if let Some(factory) = factory {
+        let mut hex = [0u8; 64];
+        let fingerprint = base16ct::lower::encode_str(grant.fingerprint().as_bytes(), &mut hex)
+            .unwrap_or_default();
+        let scopes = if grant.is_unscoped() {
+            JsValue::UNDEFINED
+        } else {
+            grant
+                .scopes()
+                .map(JsValue::from_str)
+                .collect::<Array>()
+                .into()
+        };
+        return factory.make_grant(
+            &JsValue::UNDEFINED,
+            allowed.unwrap_or(false),
+            fingerprint,
+            grant.agent_id(),
+            grant.role().code(),
+            &scopes,
+            grant.task_id(),
+            grant.uses_left(),
+        );
+    }
+    // Loaded without the package entry: build it field by field.
     let scopes: Vec<&str> = grant.scopes().collect();
     to_js(&GrantJs {
         allowed,

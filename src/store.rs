@@ -144,6 +144,10 @@ impl<'a> GrantRef<'a> {
     pub fn scopes(&self) -> impl ExactSizeIterator<Item = &'a str> {
         self.entry.scopes.iter()
     }
+    /// Whether the scopes are exactly `["*"]`.
+    pub fn is_unscoped(&self) -> bool {
+        matches!(self.entry.scopes, crate::state::Scopes::All)
+    }
     /// The task the token is bound to.
     pub fn task_id(&self) -> Option<&'a str> {
         self.entry.task_id.as_deref()

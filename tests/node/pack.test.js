@@ -92,7 +92,7 @@ describe('npm pack and install', { timeout: 110000 }, () => {
       'package.json',
       'pkg/node/captoken.js', 'pkg/node/captoken_bg.wasm', 'pkg/node/package.json',
       'pkg/web/captoken.js', 'pkg/web/captoken_bg.wasm', 'pkg/web/package.json',
-      'js/index.js', 'js/index.cjs', 'js/web.js', 'js/error.cjs',
+      'js/index.js', 'js/index.cjs', 'js/web.js', 'js/common.js', 'js/durable.js', 'js/durable.cjs',
       'js/index.d.ts', 'js/index.d.cts', 'js/web.d.ts', 'js/types.d.cts',
     ]) {
       assert.ok(files.includes(needed), `missing ${needed}`);

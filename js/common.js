@@ -1,13 +1,12 @@
-'use strict';
-// The error class and the method guard of the Node entries. js/web.js holds
-// the same two pieces for browsers, which load ES modules only; the tests
-// load both entries and hold them to the same behaviour.
+// What the Node and browser entries share: the error class, the grant
+// factory and the guard around the generated classes. The CommonJS entry
+// loads this ES module with require() (Node >= 20.19).
 
 /**
  * Every denial and every bad input, with a stable `code` and, where they
  * apply, `fingerprint`, `role`, `verb`, `bound`, `arg`, `current` and `max`.
  */
-class CapTokenError extends Error {
+export class CapTokenError extends Error {
   constructor(message, details) {
     super(message);
     Object.defineProperty(this, 'name', { value: 'CapTokenError', configurable: true, writable: true });
@@ -15,6 +14,24 @@ class CapTokenError extends Error {
       Object.defineProperty(this, key, { value: details[key], enumerable: true });
     }
   }
+}
+
+const ROLES = ['operator', 'worker', 'observer', 'senior'];
+
+/**
+ * Builds a Grant (or an allowed Decision) in one call from the module: one
+ * crossing instead of one per field. `scopes` is undefined for `["*"]`.
+ */
+function makeGrant(allowed, fingerprint, agentId, role, scopes, taskId, usesLeft) {
+  const grant = {
+    fingerprint,
+    agentId,
+    role: ROLES[role],
+    scopes: scopes ?? ['*'],
+    taskId: taskId ?? null,
+    usesLeft: usesLeft ?? null,
+  };
+  return allowed ? { allowed: true, ...grant } : grant;
 }
 
 /**
@@ -52,4 +69,14 @@ function guardClass(cls) {
   }
 }
 
-module.exports = { CapTokenError, guardClass };
+/** Guard the generated classes, once per module instance. */
+export function guardClasses(glue) {
+  guardClass(glue.TokenStore);
+  guardClass(glue.CapTokenRecord);
+}
+
+/** Hand the module what it builds results with; call after instantiation. */
+export function connect(glue) {
+  glue.__registerErrorClass(CapTokenError);
+  glue.__registerGrantFactory(makeGrant);
+}
