@@ -9,7 +9,8 @@
 //! * [`signer`] — HMAC-SHA256 signing in the `v2` and `mlua-swarm` formats;
 //! * [`verifier`] — the stateless steps of a decision (decode, signature, expiry, gate);
 //! * [`record`] — [`CapTokenRecord`], the state paired with one minted token;
-//! * [`state`] — the records and tasks a decision reads and changes;
+//! * [`state`] — the records and tasks a decision reads and changes (kept
+//!   compactly by `table`);
 //! * [`store`] — [`TokenStore`], which joins the two halves;
 //! * [`snapshot`] — the store's state as JSON text;
 //! * [`journal`] — every state change as a line of JSON, replayable after a snapshot;
@@ -38,6 +39,7 @@ pub mod signer;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+mod table;
 pub mod task;
 pub mod token;
 pub mod verifier;

@@ -8,10 +8,11 @@
 
 use crate::record::{CapTokenConsumeError, CapTokenRecord};
 use crate::role::Role;
+use crate::table::RecordTable;
 use crate::task::TaskInfo;
 use crate::token::{CapToken, Fingerprint, TokenFields};
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
 
 /// A token's scopes, with the default `["*"]` held without allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,13 +81,13 @@ impl ExactSizeIterator for ScopesIter<'_> {}
 /// What the store keeps of one minted token: the record without the nonce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
-    pub(crate) agent_id: Box<str>,
+    pub(crate) agent_id: Rc<str>,
     pub(crate) scopes: Scopes,
     pub(crate) issued_at: u64,
     pub(crate) expire_at: u64,
     pub(crate) max_uses: Option<u32>,
     pub(crate) uses_left: Option<u32>,
-    pub(crate) task_id: Option<Box<str>>,
+    pub(crate) task_id: Option<Rc<str>>,
     pub(crate) sig: [u8; 32],
     pub(crate) role: Role,
     pub(crate) v: Option<u8>,
@@ -183,26 +184,6 @@ impl Entry {
     }
 }
 
-/// Fingerprints are SHA-256 outputs of CSPRNG nonces, and only tokens with a
-/// valid signature are ever inserted, so their first eight bytes are already
-/// a uniform hash: no need to hash them again.
-#[derive(Default)]
-pub(crate) struct FingerprintHasher(u64);
-
-impl Hasher for FingerprintHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for (i, byte) in bytes.iter().take(8).enumerate() {
-            self.0 ^= u64::from(*byte) << (8 * i);
-        }
-    }
-}
-
-type RecordMap = HashMap<Fingerprint, Entry, BuildHasherDefault<FingerprintHasher>>;
-
 /// A task as the table holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TaskNode {
@@ -213,7 +194,7 @@ pub(crate) struct TaskNode {
 /// The records and tasks of one store, in process memory.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryState {
-    records: RecordMap,
+    records: RecordTable,
     tasks: HashMap<Box<str>, TaskNode>,
 }
 
@@ -223,8 +204,9 @@ impl MemoryState {
         tasks: Vec<(Box<str>, TaskNode)>,
     ) -> Self {
         let mut state = MemoryState::default();
-        state.records.reserve(records.len());
-        state.records.extend(records);
+        for (fingerprint, entry) in records {
+            state.records.insert(fingerprint, entry);
+        }
         state.tasks.extend(tasks);
         state
     }
@@ -236,7 +218,7 @@ impl MemoryState {
 
     /// Whether no record is held.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.records.len() == 0
     }
 
     pub(crate) fn entry(&self, fingerprint: &Fingerprint) -> Option<&Entry> {
@@ -249,13 +231,7 @@ impl MemoryState {
 
     /// Insert a new record; an existing one is left as it is (returns false).
     pub(crate) fn insert(&mut self, fingerprint: Fingerprint, entry: Entry) -> bool {
-        match self.records.entry(fingerprint) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(entry);
-                true
-            }
-        }
+        self.records.insert(fingerprint, entry)
     }
 
     /// Spend one use (step 7). Returns the uses left afterwards.
@@ -319,9 +295,7 @@ impl MemoryState {
 
     /// Remove the records of expired tokens; returns how many.
     pub(crate) fn purge_expired(&mut self, now: u64) -> usize {
-        let before = self.records.len();
-        self.records.retain(|_, entry| !entry.is_expired(now));
-        before - self.records.len()
+        self.records.retain(|entry| !entry.is_expired(now))
     }
 
     pub(crate) fn task(&self, task_id: &str) -> Option<&TaskNode> {

@@ -1,0 +1,284 @@
+//! [`RecordTable`]: the records of a store keyed by fingerprint, laid out for
+//! a million live tokens in little memory.
+//!
+//! Records live in fixed-size chunks, so growing never copies the table (in
+//! WebAssembly, linear memory never shrinks: a doubling `Vec` would leave its
+//! old half behind). The index maps the first eight bytes of a fingerprint to
+//! a slot; the rare fingerprints that share those bytes with a live one go to
+//! a small overflow map. Agent and task ids are interned: the thousands of
+//! tokens dispatched for one task share two strings.
+
+use crate::state::Entry;
+use crate::token::Fingerprint;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
+
+const CHUNK: usize = 4096;
+
+/// Fingerprints are SHA-256 outputs of CSPRNG nonces, and only tokens with a
+/// valid signature are ever inserted, so their first eight bytes are already
+/// a uniform hash: no need to hash them again.
+#[derive(Default)]
+pub(crate) struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, byte) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*byte) << (8 * i);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Prefixed<K, V> = HashMap<K, V, BuildHasherDefault<PrefixHasher>>;
+
+fn prefix(fingerprint: &Fingerprint) -> u64 {
+    let [a, b, c, d, e, f, g, h, ..] = *fingerprint.as_bytes();
+    u64::from_le_bytes([a, b, c, d, e, f, g, h])
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    fingerprint: Fingerprint,
+    entry: Entry,
+}
+
+/// Records keyed by fingerprint (see the module docs).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RecordTable {
+    chunks: Vec<Vec<Option<Slot>>>,
+    free: Vec<u32>,
+    index: Prefixed<u64, u32>,
+    overflow: Prefixed<Fingerprint, u32>,
+    names: HashSet<Rc<str>>,
+    len: usize,
+}
+
+impl RecordTable {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn slot(&self, at: u32) -> Option<&Slot> {
+        let at = at as usize;
+        self.chunks.get(at / CHUNK)?.get(at % CHUNK)?.as_ref()
+    }
+
+    fn slot_mut(&mut self, at: u32) -> Option<&mut Slot> {
+        let at = at as usize;
+        self.chunks
+            .get_mut(at / CHUNK)?
+            .get_mut(at % CHUNK)?
+            .as_mut()
+    }
+
+    fn position(&self, fingerprint: &Fingerprint) -> Option<u32> {
+        if let Some(&at) = self.index.get(&prefix(fingerprint)) {
+            if self
+                .slot(at)
+                .is_some_and(|slot| slot.fingerprint == *fingerprint)
+            {
+                return Some(at);
+            }
+        }
+        if self.overflow.is_empty() {
+            None
+        } else {
+            self.overflow.get(fingerprint).copied()
+        }
+    }
+
+    pub(crate) fn get(&self, fingerprint: &Fingerprint) -> Option<&Entry> {
+        let at = self.position(fingerprint)?;
+        self.slot(at).map(|slot| &slot.entry)
+    }
+
+    pub(crate) fn get_mut(&mut self, fingerprint: &Fingerprint) -> Option<&mut Entry> {
+        let at = self.position(fingerprint)?;
+        self.slot_mut(at).map(|slot| &mut slot.entry)
+    }
+
+    fn intern(&mut self, name: &Rc<str>) -> Rc<str> {
+        match self.names.get(name) {
+            Some(shared) => Rc::clone(shared),
+            None => {
+                self.names.insert(Rc::clone(name));
+                Rc::clone(name)
+            }
+        }
+    }
+
+    /// Insert a new record; an existing one is left as it is (returns false).
+    pub(crate) fn insert(&mut self, fingerprint: Fingerprint, mut entry: Entry) -> bool {
+        if self.position(&fingerprint).is_some() {
+            return false;
+        }
+        entry.agent_id = self.intern(&entry.agent_id);
+        if let Some(task) = entry.task_id.take() {
+            entry.task_id = Some(self.intern(&task));
+        }
+        let slot = Some(Slot { fingerprint, entry });
+        let at = match self.free.pop() {
+            Some(at) => {
+                if let Some(chunk) = self.chunks.get_mut(at as usize / CHUNK) {
+                    if let Some(place) = chunk.get_mut(at as usize % CHUNK) {
+                        *place = slot;
+                    }
+                }
+                at
+            }
+            None => {
+                if self.chunks.last().is_none_or(|chunk| chunk.len() == CHUNK) {
+                    self.chunks.push(Vec::with_capacity(CHUNK));
+                }
+                let full = (self.chunks.len() - 1) * CHUNK;
+                let Some(chunk) = self.chunks.last_mut() else {
+                    return false;
+                };
+                let at = full + chunk.len();
+                chunk.push(slot);
+                // More than 4 billion records cannot fit in wasm32 memory.
+                u32::try_from(at).unwrap_or(u32::MAX)
+            }
+        };
+        match self.index.entry(prefix(&fingerprint)) {
+            std::collections::hash_map::Entry::Vacant(place) => {
+                place.insert(at);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.overflow.insert(fingerprint, at);
+            }
+        }
+        self.len += 1;
+        true
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Fingerprint, &Entry)> {
+        self.chunks
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|slot| (&slot.fingerprint, &slot.entry))
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&Fingerprint, &mut Entry)> {
+        self.chunks
+            .iter_mut()
+            .flatten()
+            .flatten()
+            .map(|slot| (&slot.fingerprint, &mut slot.entry))
+    }
+
+    /// Keep only the records `keep` says yes to; returns how many went.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) -> usize {
+        let mut removed = 0;
+        for (c, chunk) in self.chunks.iter_mut().enumerate() {
+            for (i, place) in chunk.iter_mut().enumerate() {
+                let Some(slot) = place else { continue };
+                if keep(&slot.entry) {
+                    continue;
+                }
+                let at = u32::try_from(c * CHUNK + i).unwrap_or(u32::MAX);
+                let key = prefix(&slot.fingerprint);
+                if self.index.get(&key) == Some(&at) {
+                    self.index.remove(&key);
+                } else {
+                    self.overflow.remove(&slot.fingerprint);
+                }
+                *place = None;
+                self.free.push(at);
+                removed += 1;
+            }
+        }
+        // A record whose index place went may leave an overflow record with
+        // the same prefix behind: lookups check the overflow map, so that is
+        // only a slower path, never a lost record.
+        self.len -= removed;
+        // Names no record uses any more (held only by the interner).
+        self.names.retain(|name| Rc::strong_count(name) > 1);
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::role::Role;
+    use crate::token::CapToken;
+
+    fn entry(agent: &str, task: Option<&str>) -> Entry {
+        let token = CapToken {
+            v: Some(2),
+            agent_id: agent.into(),
+            role: Role::Worker,
+            scopes: vec!["*".into()],
+            issued_at: 1,
+            expire_at: 10,
+            max_uses: None,
+            nonce: "0".repeat(32),
+            sig_hex: "0".repeat(64),
+        };
+        Entry::new(&token, task)
+    }
+
+    fn fp(prefix: u64, rest: u8) -> Fingerprint {
+        let mut bytes = [rest; 32];
+        bytes[..8].copy_from_slice(&prefix.to_le_bytes());
+        Fingerprint::from_bytes(bytes)
+    }
+
+    #[test]
+    fn prefix_collisions_keep_every_record_findable() {
+        let mut table = RecordTable::default();
+        assert!(table.insert(fp(7, 1), entry("a", None)));
+        assert!(table.insert(fp(7, 2), entry("b", None)));
+        assert!(table.insert(fp(7, 3), entry("c", None)));
+        assert!(!table.insert(fp(7, 2), entry("dup", None)));
+        assert_eq!(table.len(), 3);
+        assert_eq!(&*table.get(&fp(7, 2)).unwrap().agent_id, "b");
+        assert!(table.get(&fp(7, 4)).is_none());
+        // Removing the one in the index leaves the overflow ones findable.
+        assert_eq!(table.retain(|e| &*e.agent_id != "a"), 1);
+        assert!(table.get(&fp(7, 1)).is_none());
+        assert_eq!(&*table.get(&fp(7, 3)).unwrap().agent_id, "c");
+        // A freed slot is reused.
+        assert!(table.insert(fp(9, 9), entry("d", None)));
+        assert_eq!(table.chunks[0].len(), 3);
+        assert_eq!(table.iter().count(), 3);
+    }
+
+    #[test]
+    fn names_are_shared_and_dropped_with_their_last_record() {
+        let mut table = RecordTable::default();
+        for i in 0..10u8 {
+            table.insert(fp(u64::from(i), i), entry("worker-of-t", Some("t")));
+        }
+        let a = &table.get(&fp(0, 0)).unwrap().agent_id;
+        let b = &table.get(&fp(9, 9)).unwrap().agent_id;
+        assert!(Rc::ptr_eq(a, b));
+        assert_eq!(table.names.len(), 2);
+        table.retain(|_| false);
+        assert_eq!(table.len(), 0);
+        assert!(table.names.is_empty());
+    }
+
+    #[test]
+    fn grows_in_chunks_without_moving_records() {
+        let mut table = RecordTable::default();
+        for i in 0..(CHUNK as u64 * 2 + 5) {
+            assert!(table.insert(fp(i, 0), entry("w", None)));
+        }
+        assert_eq!(table.chunks.len(), 3);
+        assert!(table.chunks.iter().all(|c| c.capacity() == CHUNK));
+        assert_eq!(table.len(), CHUNK * 2 + 5);
+        assert!(table.get(&fp(CHUNK as u64 + 1, 0)).is_some());
+    }
+}
