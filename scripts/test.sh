@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR=never
 step() { printf '\n==== %s ====\n' "$*"; }
 
 step "setup"
-bash scripts/setup.sh --browser
+bash scripts/setup.sh --browser --fuzz
 
 step "rustfmt"
 cargo fmt --all -- --check
@@ -30,6 +30,9 @@ wasm-pack test --node -- --test wasm
 step "wasm-pack test --headless --chrome"
 # Without this the runner defaults to Node and skips every test, exiting 0.
 WASM_BINDGEN_USE_BROWSER=1 wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver -- --test wasm
+
+step "cargo fuzz (a short run of every target)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-60} bash scripts/fuzz.sh
 
 step "node --test (package, examples, console)"
 node --test --test-concurrency=1 tests/node/ tests/examples/ tests/console/

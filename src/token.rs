@@ -91,7 +91,7 @@ impl CapToken {
         TokenRef {
             v: self.v,
             agent_id: Text(Cow::Borrowed(&self.agent_id)),
-            role: self.role,
+            role: (self.role, false),
             scopes: self
                 .scopes
                 .iter()
@@ -214,15 +214,21 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRef<'a> {
-    #[serde(default)]
+    // A bearer has one way to write each token: `v` is absent or a number
+    // (never `null`), `max_uses` is present (`null` or a number), and a `v2`
+    // token names its role in lower case (see `decode`). Otherwise a bit flip
+    // or a dropped field could give another bearer of the very same token.
+    #[serde(default, deserialize_with = "present_v")]
     v: Option<u8>,
     #[serde(borrow)]
     agent_id: Text<'a>,
-    role: Role,
+    #[serde(deserialize_with = "role_name")]
+    role: (Role, bool),
     #[serde(borrow)]
     scopes: Vec<Text<'a>>,
     issued_at: u64,
     expire_at: u64,
+    #[serde(deserialize_with = "Option::deserialize")]
     max_uses: Option<u32>,
     #[serde(borrow)]
     nonce: Text<'a>,
@@ -234,6 +240,29 @@ impl fmt::Debug for TokenRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.to_owned_token(), f)
     }
+}
+
+/// `v`, when present, is a number: `"v": null` is not another way to leave it out.
+fn present_v<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
+    u8::deserialize(deserializer).map(Some)
+}
+
+/// A role and whether it was written the reference engine's way (`"Worker"`),
+/// which only `mlua-swarm` tokens may do.
+fn role_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(Role, bool), D::Error> {
+    let name = Text::deserialize(deserializer)?;
+    Role::ALL
+        .into_iter()
+        .find_map(|role| {
+            if *name.0 == *role.as_str() {
+                Some((role, false))
+            } else if *name.0 == *role.capitalised() {
+                Some((role, true))
+            } else {
+                None
+            }
+        })
+        .ok_or_else(|| serde::de::Error::custom("unknown role"))
 }
 
 impl<'a> TokenRef<'a> {
@@ -250,6 +279,9 @@ impl<'a> TokenRef<'a> {
         let token: TokenRef<'a> =
             serde_json::from_slice(buf).map_err(|_| malformed("bearer is not a token's JSON"))?;
         check_shape(&token)?;
+        if token.v == Some(V2) && token.role.1 {
+            return Err(malformed("a v2 token names its role in lower case"));
+        }
         Ok(token)
     }
 
@@ -258,7 +290,7 @@ impl<'a> TokenRef<'a> {
         CapToken {
             v: self.v,
             agent_id: self.agent_id.0.to_string(),
-            role: self.role,
+            role: self.role.0,
             scopes: self.scopes.iter().map(|s| s.0.to_string()).collect(),
             issued_at: self.issued_at,
             expire_at: self.expire_at,
@@ -277,7 +309,7 @@ impl TokenFields for TokenRef<'_> {
         &self.agent_id.0
     }
     fn role(&self) -> Role {
-        self.role
+        self.role.0
     }
     fn scopes(&self) -> impl ExactSizeIterator<Item = &str> {
         self.scopes.iter().map(|scope| &*scope.0)

@@ -1,0 +1,587 @@
+//! Forged and tampered tokens on the Rust side, in both signing formats:
+//!
+//! * every single-field change of a valid token (each field set to a few
+//!   other values, removed, or joined by an extra field) is refused by
+//!   `verify` and `check` with `ERR_MALFORMED_TOKEN` or `ERR_BAD_SIGNATURE`;
+//! * so is every bit flip of the bearer's JSON bytes and every change of one
+//!   character of the bearer string to any other base64url character;
+//! * a token signed with another secret, or in the other format with the same
+//!   secret, is a bad signature;
+//! * no refusal spends or changes anything, and no error names a nonce or
+//!   the secret.
+//!
+//! The one alias a store accepts is the role written the reference engine's
+//! way (`"Worker"`) in an `mlua-swarm` token: the very same token (same
+//! nonce, fingerprint and record), so it widens nothing. A `v2` token has no
+//! alias at all.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use captoken::{
+    CapToken, CapTokenError, ErrorCode, FixedClock, MintOptions, Minted, Role, SigningFormat,
+    StoreConfig, TokenStore, Verb,
+};
+use common::{store_on, OTHER_SECRET, SECRET, T0};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const BASE64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn config(format: SigningFormat) -> StoreConfig {
+    StoreConfig {
+        format,
+        ..StoreConfig::default()
+    }
+}
+
+/// A store with an operator, a root task, a worker (3 uses) and a one-time
+/// worker, and the calls each token may make.
+struct World {
+    store: TokenStore,
+    targets: Vec<(Minted, Verb, Option<&'static str>)>,
+    nonces: Vec<String>,
+}
+
+fn world(format: SigningFormat) -> World {
+    let clock = Arc::new(FixedClock::new(T0));
+    let mut store = store_on(&SECRET, config(format), &clock);
+    let op = store
+        .attach_operator("op-1", MintOptions::default())
+        .unwrap();
+    store.start_task(&op.bearer, Some("root")).unwrap();
+    let worker = store
+        .dispatch_attempt(
+            &op.bearer,
+            "root",
+            MintOptions {
+                max_uses: Some(3),
+                ..MintOptions::default()
+            },
+        )
+        .unwrap();
+    let once = store
+        .mint(
+            "agent-7",
+            Role::Worker,
+            MintOptions {
+                max_uses: Some(1),
+                task_id: Some("root".into()),
+                scopes: Some(vec!["read".into(), "write".into()]),
+                ttl_secs: None,
+            },
+        )
+        .unwrap();
+    let nonces = [&op, &worker, &once]
+        .iter()
+        .map(|m| m.token.nonce.clone())
+        .collect();
+    World {
+        store,
+        targets: vec![
+            (worker, Verb::FetchPrompt, Some("root")),
+            (op, Verb::Heartbeat, None),
+            (once, Verb::PostResult, Some("root")),
+        ],
+        nonces,
+    }
+}
+
+fn json_text(bearer: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD.decode(bearer).unwrap()
+}
+
+/// The bearers of the very same token a store may accept besides its own.
+fn aliases(format: SigningFormat, minted: &Minted) -> Vec<String> {
+    if format == SigningFormat::V2 {
+        return Vec::new();
+    }
+    let text = String::from_utf8(json_text(&minted.bearer)).unwrap();
+    let role = minted.token.role;
+    let from = format!("\"role\":\"{}\"", role.as_str());
+    let to = format!("\"role\":\"{}\"", role.capitalised());
+    assert!(text.contains(&from));
+    vec![URL_SAFE_NO_PAD.encode(text.replace(&from, &to))]
+}
+
+impl World {
+    /// `verify` and `check` both refuse `bearer` as malformed or badly
+    /// signed, with the same code, changing nothing, naming no secret.
+    fn refused(&mut self, bearer: &str, verb: Verb, task: Option<&str>, what: &str) -> ErrorCode {
+        let before = self.store.snapshot();
+        let error = match self.store.verify(bearer, verb, task) {
+            Ok(grant) => panic!("{what} was allowed: {grant:?}"),
+            Err(error) => error,
+        };
+        assert!(
+            matches!(
+                error.code(),
+                ErrorCode::MalformedToken | ErrorCode::BadSignature
+            ),
+            "{what} was refused as {:?}",
+            error.code()
+        );
+        let checked = self.store.check(bearer, verb, task).unwrap_err();
+        assert_eq!(checked.code(), error.code(), "{what}: check disagrees");
+        assert_eq!(
+            self.store.snapshot(),
+            before,
+            "{what}: a refusal changed the state"
+        );
+        self.no_secrets(&error);
+        error.code()
+    }
+
+    /// An alias: `check` allows it as the very same token, spending nothing.
+    fn same_token(&self, bearer: &str, minted: &Minted, verb: Verb, task: Option<&str>) {
+        let grant = self.store.check(bearer, verb, task).unwrap();
+        assert_eq!(grant.fingerprint, minted.fingerprint);
+        assert_eq!(
+            CapToken::from_bearer(bearer).unwrap(),
+            minted.token,
+            "an alias decodes to another token"
+        );
+    }
+
+    fn no_secrets(&self, error: &CapTokenError) {
+        let text = format!("{error} {error:?}");
+        for nonce in &self.nonces {
+            assert!(
+                !text.contains(nonce.as_str()),
+                "an error names a nonce: {text}"
+            );
+        }
+        for secret in [&SECRET[..], &OTHER_SECRET[..]] {
+            let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            let joined: Vec<String> = secret.iter().map(u8::to_string).collect();
+            assert!(!text.contains(&hex), "an error names the secret: {text}");
+            assert!(
+                !text.contains(&joined.join(",")),
+                "an error names the secret: {text}"
+            );
+            assert!(
+                !text.contains(&joined.join(", ")),
+                "an error names the secret: {text}"
+            );
+        }
+    }
+
+    /// Nothing was spent: each target decides as when it was minted.
+    fn untouched(&mut self) {
+        for (minted, verb, task) in &self.targets {
+            let grant = self.store.check(&minted.bearer, *verb, *task).unwrap();
+            let record = self.store.record(&minted.fingerprint).unwrap();
+            assert_eq!(grant.uses_left, minted.token.max_uses);
+            assert_eq!(record.uses_left, minted.token.max_uses);
+            assert!(!record.revoked);
+        }
+    }
+}
+
+/// Other values for one field: same type, other types, and absence (`None`).
+fn alternatives(field: &str, value: &Value) -> Vec<Option<Value>> {
+    let text = value.as_str().unwrap_or_default();
+    let number = value.as_u64().unwrap_or_default();
+    let mut values: Vec<Value> = match field {
+        "v" => vec![
+            json!(1),
+            json!(3),
+            json!("2"),
+            json!(2.5),
+            json!(0),
+            json!(256),
+        ],
+        "agent_id" => vec![
+            json!(""),
+            json!("agent-8"),
+            json!(format!("{text} ")),
+            json!(text.to_uppercase()),
+            json!(format!("{text}|Worker")),
+            json!("a".repeat(300)),
+        ],
+        "role" => {
+            let mut roles: Vec<Value> = Role::ALL
+                .iter()
+                .flat_map(|r| [json!(r.as_str()), json!(r.capitalised())])
+                .collect();
+            roles.extend([json!("WORKER"), json!("admin"), json!("")]);
+            roles
+        }
+        "scopes" => vec![
+            json!(["*"]),
+            json!(["read"]),
+            json!(["read", "write"]),
+            json!(["read,write"]),
+            json!([]),
+            json!(["*", "*"]),
+            json!([""]),
+            json!("*"),
+            json!([1]),
+        ],
+        "issued_at" | "expire_at" => vec![
+            json!(number + 1),
+            json!(number - 1),
+            json!(0),
+            json!((1u64 << 53) - 1),
+            json!(1u64 << 53),
+            json!(-1),
+            json!(number as f64 + 0.5),
+            json!(number.to_string()),
+        ],
+        "max_uses" => vec![
+            json!(null),
+            json!(0),
+            json!(1),
+            json!(2),
+            json!(3),
+            json!(4),
+            json!(u32::MAX),
+            json!(u64::from(u32::MAX) + 1),
+            json!(-1),
+        ],
+        "nonce" | "sig_hex" => {
+            let last = if text.ends_with('0') { "1" } else { "0" };
+            vec![
+                json!("0".repeat(text.len())),
+                json!(text.to_uppercase()),
+                json!(&text[1..]),
+                json!(format!("{text}0")),
+                json!(format!("{}{last}", &text[..text.len() - 1])),
+                json!("g".repeat(text.len())),
+            ]
+        }
+        _ => Vec::new(),
+    };
+    values.extend([
+        json!(null),
+        json!(true),
+        json!("x"),
+        json!(0),
+        json!([]),
+        json!({}),
+    ]);
+    values.retain(|alt| alt != value);
+    values.dedup();
+    let mut all: Vec<Option<Value>> = values.into_iter().map(Some).collect();
+    all.push(None);
+    all
+}
+
+fn sweep_field_changes(format: SigningFormat) {
+    let mut w = world(format);
+    for (minted, verb, task) in w.targets.clone() {
+        let json: BTreeMap<String, Value> =
+            serde_json::from_slice(&json_text(&minted.bearer)).unwrap();
+        let mut probes = 0;
+        for (field, value) in &json {
+            for alt in alternatives(field, value) {
+                let mut changed = json.clone();
+                match &alt {
+                    Some(alt) => changed.insert(field.clone(), alt.clone()),
+                    None => changed.remove(field),
+                };
+                let text = serde_json::to_string(&changed).unwrap();
+                let bearer = URL_SAFE_NO_PAD.encode(&text);
+                let what = format!("{format:?} {field} = {alt:?}");
+                // The same change written in the token's own key order too.
+                let ordered = reorder_like(&minted.bearer, &changed);
+                for bearer in [bearer, ordered] {
+                    // Key order is not part of a token; the role's capitals are
+                    // in mlua-swarm (the reference engine writes "Worker").
+                    let same = CapToken::from_bearer(&bearer).ok().as_ref() == Some(&minted.token);
+                    if same {
+                        assert!(
+                            format == SigningFormat::MluaSwarm && field == "role",
+                            "{what}: another bearer of the same token"
+                        );
+                        w.same_token(&bearer, &minted, verb, task);
+                    } else {
+                        w.refused(&bearer, verb, task, &what);
+                    }
+                }
+                probes += 1;
+            }
+        }
+        for (key, extra) in [
+            ("extra", json!(1)),
+            ("v", json!(2)),
+            ("v", json!(null)),
+            ("task_id", json!("root")),
+            ("fingerprint", json!(minted.fingerprint.to_string())),
+        ] {
+            if json.contains_key(key) {
+                continue;
+            }
+            let mut changed = json.clone();
+            changed.insert(key.into(), extra);
+            let bearer = URL_SAFE_NO_PAD.encode(serde_json::to_string(&changed).unwrap());
+            w.refused(&bearer, verb, task, &format!("{format:?} added {key}"));
+            probes += 1;
+        }
+        assert!(probes > 60, "only {probes} field changes");
+    }
+    w.untouched();
+}
+
+/// `changed` serialised with its keys in the order of `bearer`'s JSON (then
+/// any new key), so that a change is tried in the canonical layout too.
+fn reorder_like(bearer: &str, changed: &BTreeMap<String, Value>) -> String {
+    let original: Value = serde_json::from_slice(&json_text(bearer)).unwrap();
+    let token: CapToken = serde_json::from_value(original).unwrap();
+    let order: Vec<&str> = {
+        let text = serde_json::to_string(&token).unwrap();
+        let mut keys: Vec<(usize, &str)> = changed
+            .keys()
+            .map(|k| {
+                (
+                    text.find(&format!("\"{k}\":")).unwrap_or(usize::MAX),
+                    k.as_str(),
+                )
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.into_iter().map(|(_, k)| k).collect()
+    };
+    let body: Vec<String> = order
+        .iter()
+        .map(|k| format!("{}:{}", json!(k), changed[*k]))
+        .collect();
+    URL_SAFE_NO_PAD.encode(format!("{{{}}}", body.join(",")))
+}
+
+#[test]
+fn every_single_field_change_is_refused_v2() {
+    sweep_field_changes(SigningFormat::V2);
+}
+
+#[test]
+fn every_single_field_change_is_refused_mlua_swarm() {
+    sweep_field_changes(SigningFormat::MluaSwarm);
+}
+
+fn sweep_bit_flips(format: SigningFormat) {
+    let mut w = world(format);
+    for (minted, verb, task) in w.targets.clone() {
+        let bytes = json_text(&minted.bearer);
+        let aliases = aliases(format, &minted);
+        let (mut malformed, mut bad_signature, mut alias) = (0, 0, 0);
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut flipped = bytes.clone();
+                flipped[i] ^= 1 << bit;
+                let bearer = URL_SAFE_NO_PAD.encode(&flipped);
+                // The decoder alone: an error, or the same token only as an alias.
+                if let Ok(token) = CapToken::from_bearer(&bearer) {
+                    if token == minted.token {
+                        assert!(
+                            aliases.contains(&bearer),
+                            "byte {i} bit {bit}: another bearer of the same token"
+                        );
+                    }
+                }
+                if aliases.contains(&bearer) {
+                    w.same_token(&bearer, &minted, verb, task);
+                    alias += 1;
+                    continue;
+                }
+                match w.refused(
+                    &bearer,
+                    verb,
+                    task,
+                    &format!("{format:?} byte {i} bit {bit}"),
+                ) {
+                    ErrorCode::MalformedToken => malformed += 1,
+                    _ => bad_signature += 1,
+                }
+            }
+        }
+        assert!(malformed > 0 && bad_signature > 0);
+        assert_eq!(alias, aliases.len(), "every alias is one bit away");
+    }
+    w.untouched();
+}
+
+#[test]
+fn every_bit_flip_is_refused_v2() {
+    sweep_bit_flips(SigningFormat::V2);
+}
+
+#[test]
+fn every_bit_flip_is_refused_mlua_swarm() {
+    sweep_bit_flips(SigningFormat::MluaSwarm);
+}
+
+fn sweep_character_changes(format: SigningFormat) {
+    let mut w = world(format);
+    for (minted, verb, task) in w.targets.clone() {
+        let bearer = minted.bearer.as_bytes();
+        let aliases = aliases(format, &minted);
+        for i in 0..bearer.len() {
+            for &c in BASE64URL.iter().chain(b"=+/. \n") {
+                if c == bearer[i] {
+                    continue;
+                }
+                let mut changed = bearer.to_vec();
+                changed[i] = c;
+                let changed = String::from_utf8(changed).unwrap();
+                if aliases.contains(&changed) {
+                    w.same_token(&changed, &minted, verb, task);
+                    continue;
+                }
+                let what = format!("{format:?} position {i} -> {}", c as char);
+                let error = w.store.verify(&changed, verb, task).expect_err(&what);
+                assert!(
+                    matches!(
+                        error.code(),
+                        ErrorCode::MalformedToken | ErrorCode::BadSignature
+                    ),
+                    "{what}: {:?}",
+                    error.code()
+                );
+            }
+        }
+        let text = &minted.bearer;
+        for changed in [
+            text[..text.len() - 1].to_owned(),
+            text[1..].to_owned(),
+            format!("{text}A"),
+            format!("{text}="),
+            format!("A{text}"),
+            text.repeat(2),
+        ] {
+            w.refused(&changed, verb, task, "truncated or extended");
+        }
+    }
+    w.untouched();
+}
+
+#[test]
+fn every_character_change_is_refused_v2() {
+    sweep_character_changes(SigningFormat::V2);
+}
+
+#[test]
+fn every_character_change_is_refused_mlua_swarm() {
+    sweep_character_changes(SigningFormat::MluaSwarm);
+}
+
+#[test]
+fn v2_tokens_have_one_encoding() {
+    let w = world(SigningFormat::V2);
+    let (minted, _, _) = &w.targets[0];
+    let text = String::from_utf8(json_text(&minted.bearer)).unwrap();
+    for (from, to) in [
+        ("\"role\":\"worker\"", "\"role\":\"Worker\""),
+        ("\"max_uses\":3,", ""),
+        ("\"v\":2,", "\"v\":null,"),
+    ] {
+        assert!(text.contains(from));
+        let bearer = URL_SAFE_NO_PAD.encode(text.replacen(from, to, 1));
+        let error = CapToken::from_bearer(&bearer).unwrap_err();
+        assert_eq!(error.code(), ErrorCode::MalformedToken, "{to}");
+    }
+}
+
+#[test]
+fn tokens_signed_elsewhere_are_bad_signatures() {
+    for format in [SigningFormat::V2, SigningFormat::MluaSwarm] {
+        let mut w = world(format);
+        let clock = Arc::new(FixedClock::new(T0));
+        let mut elsewhere = store_on(&OTHER_SECRET, config(format), &clock);
+        let other_format = match format {
+            SigningFormat::V2 => SigningFormat::MluaSwarm,
+            SigningFormat::MluaSwarm => SigningFormat::V2,
+        };
+        let mut sibling = store_on(&SECRET, config(other_format), &clock);
+        let mut foreign = Vec::new();
+        for store in [&mut elsewhere, &mut sibling] {
+            let op = store
+                .attach_operator("op-1", MintOptions::default())
+                .unwrap();
+            let worker = store
+                .mint(
+                    "worker-of-root",
+                    Role::Worker,
+                    MintOptions {
+                        max_uses: Some(3),
+                        task_id: Some("root".into()),
+                        ..MintOptions::default()
+                    },
+                )
+                .unwrap();
+            w.nonces.push(op.token.nonce.clone());
+            w.nonces.push(worker.token.nonce.clone());
+            foreign.push(op);
+            foreign.push(worker);
+        }
+        // Our own worker's fields and nonce under the other secret's signature.
+        let (ours, _, _) = w.targets[0].clone();
+        let mut stolen = ours.token.clone();
+        stolen.sig_hex = foreign[1].token.sig_hex.clone();
+        for minted in &foreign {
+            for (verb, task) in [(Verb::FetchPrompt, Some("root")), (Verb::Heartbeat, None)] {
+                let before = w.store.snapshot();
+                let error = w.store.verify(&minted.bearer, verb, task).unwrap_err();
+                assert_eq!(error.code(), ErrorCode::BadSignature);
+                assert_eq!(
+                    w.store
+                        .check(&minted.bearer, verb, task)
+                        .unwrap_err()
+                        .code(),
+                    ErrorCode::BadSignature
+                );
+                w.no_secrets(&error);
+                assert_eq!(w.store.snapshot(), before);
+            }
+            for result in [
+                w.store.adopt(&minted.bearer, Some("root")).map(|_| ()),
+                w.store.remint(&minted.bearer).map(|_| ()),
+                w.store.start_task(&minted.bearer, None).map(|_| ()),
+                w.store
+                    .dispatch_attempt(&minted.bearer, "root", MintOptions::default())
+                    .map(|_| ()),
+            ] {
+                assert_eq!(result.unwrap_err().code(), ErrorCode::BadSignature);
+            }
+        }
+        assert_eq!(
+            w.store
+                .verify(&stolen.to_bearer(), Verb::FetchPrompt, Some("root"))
+                .unwrap_err()
+                .code(),
+            ErrorCode::BadSignature
+        );
+        // And ours is refused there.
+        assert_eq!(
+            elsewhere
+                .verify(&ours.bearer, Verb::FetchPrompt, Some("root"))
+                .unwrap_err()
+                .code(),
+            ErrorCode::BadSignature
+        );
+        assert_eq!(
+            sibling
+                .verify(&ours.bearer, Verb::FetchPrompt, Some("root"))
+                .unwrap_err()
+                .code(),
+            ErrorCode::BadSignature
+        );
+        w.untouched();
+        let snapshot = w.store.snapshot();
+        for nonce in &w.nonces {
+            assert!(
+                !snapshot.contains(nonce.as_str()),
+                "a snapshot holds a nonce"
+            );
+        }
+    }
+}
