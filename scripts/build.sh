@@ -15,7 +15,7 @@ trap 'rm -rf "$tmp"' EXIT
 for target in nodejs web; do
   out=$tmp/${target/nodejs/node}
   wasm-bindgen --target "$target" --out-dir "$out" --no-typescript "$wasm"
-  node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
+  node_modules/.bin/wasm-opt -Os --strip-debug --strip-producers \
     --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
     --enable-mutable-globals --enable-reference-types --enable-multivalue \
     "$out/captoken_bg.wasm" -o "$out/captoken_bg.wasm"

@@ -46,12 +46,19 @@ pub(crate) enum Event<'a> {
 /// One state change, as read back.
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-enum EventIn {
-    Record(RecordIn),
-    Consume { fingerprint: Fingerprint },
-    Revoke { fingerprint: Fingerprint },
+enum EventIn<'a> {
+    #[serde(borrow)]
+    Record(RecordIn<'a>),
+    Consume {
+        fingerprint: Fingerprint,
+    },
+    Revoke {
+        fingerprint: Fingerprint,
+    },
     Task(TaskInfo),
-    Purge { now: u64 },
+    Purge {
+        now: u64,
+    },
 }
 
 /// Pending journal lines, written only while journaling is on.

@@ -20,10 +20,11 @@ use crate::signer::SigningFormat;
 use crate::state::{Entry, MemoryState, Scopes, TaskNode};
 use crate::store::{check_task_id, StoreConfig, TokenStore};
 use crate::task::TaskInfo;
-use crate::token::{is_lower_hex, Fingerprint, MAX_SAFE_INTEGER};
+use crate::token::{is_lower_hex, Fingerprint, Text, MAX_SAFE_INTEGER};
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// The snapshot format version this crate writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -114,37 +115,32 @@ impl Serialize for RecordOut<'_> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SnapshotIn {
-    version: u32,
-    format: SigningFormat,
-    records: Vec<RecordIn>,
-    tasks: Vec<TaskInfo>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RecordIn {
+pub(crate) struct RecordIn<'a> {
     pub(crate) fingerprint: Fingerprint,
-    token: TokenIn,
+    #[serde(borrow)]
+    token: TokenIn<'a>,
     uses_left: Option<u32>,
     revoked: bool,
-    #[serde(default)]
-    task_id: Option<String>,
+    #[serde(default, borrow)]
+    task_id: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TokenIn {
+struct TokenIn<'a> {
     #[serde(default)]
     v: Option<u8>,
-    agent_id: String,
+    #[serde(borrow)]
+    agent_id: Text<'a>,
     #[serde(deserialize_with = "wire_role")]
     role: Role,
-    scopes: Vec<String>,
+    #[serde(borrow)]
+    scopes: Vec<Text<'a>>,
     issued_at: u64,
     expire_at: u64,
     max_uses: Option<u32>,
-    sig_hex: String,
+    #[serde(borrow)]
+    sig_hex: Text<'a>,
 }
 
 /// Snapshots name roles by their wire names only.
@@ -196,34 +192,144 @@ impl TokenStore {
     }
 }
 
+/// Parse and validate a snapshot straight into a state: records are checked
+/// and inserted as they are read, never held as a second copy.
 fn parse(snapshot: &str, format: SigningFormat) -> Result<MemoryState, CapTokenError> {
-    let doc: SnapshotIn = serde_json::from_str(snapshot).map_err(not_a_snapshot)?;
-    if doc.version != SNAPSHOT_VERSION {
-        return Err(CapTokenError::snapshot(format!(
-            "unsupported version {}",
-            doc.version
-        )));
+    let mut state = MemoryState::default();
+    let mut fault = None;
+    let seed = SnapshotSeed {
+        state: &mut state,
+        format,
+        fault: &mut fault,
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(snapshot);
+    let parsed = seed
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end());
+    match (parsed, fault) {
+        (Ok(()), _) => Ok(state),
+        // Our own findings name fingerprints and fields, never the input.
+        (Err(_), Some(fault)) => Err(fault),
+        (Err(error), None) => Err(not_a_snapshot(error)),
     }
-    if doc.format != format {
-        return Err(CapTokenError::snapshot(format!(
-            "snapshot is of format {} but the store uses {}",
-            doc.format.as_str(),
-            format.as_str()
-        )));
+}
+
+struct SnapshotSeed<'s> {
+    state: &'s mut MemoryState,
+    format: SigningFormat,
+    fault: &'s mut Option<CapTokenError>,
+}
+
+impl SnapshotSeed<'_> {
+    fn fail<E: serde::de::Error>(&mut self, fault: CapTokenError) -> E {
+        let error = E::custom("invalid snapshot");
+        *self.fault = Some(fault);
+        error
     }
-    let tasks = validate_tasks(doc.tasks)?;
-    let mut seen = HashSet::with_capacity(doc.records.len());
-    let mut records = Vec::with_capacity(doc.records.len());
-    for record in doc.records {
-        if !seen.insert(record.fingerprint) {
-            return Err(CapTokenError::snapshot(format!(
-                "duplicate fingerprint {}",
-                record.fingerprint
-            )));
+}
+
+impl<'de> DeserializeSeed<'de> for SnapshotSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SnapshotSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("a snapshot object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let (mut version, mut format, mut records, mut tasks) = (None, None, false, None);
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            let duplicate = match &*key.0 {
+                "version" => version.replace(map.next_value::<u32>()?).is_some(),
+                "format" => format.replace(map.next_value::<SigningFormat>()?).is_some(),
+                "tasks" => tasks.replace(map.next_value::<Vec<TaskInfo>>()?).is_some(),
+                "records" => {
+                    map.next_value_seed(RecordsSeed {
+                        state: &mut *self.state,
+                        format: self.format,
+                        fault: &mut *self.fault,
+                    })?;
+                    core::mem::replace(&mut records, true)
+                }
+                _ => return Err(serde::de::Error::custom("unknown field")),
+            };
+            if duplicate {
+                return Err(serde::de::Error::custom("duplicate field"));
+            }
         }
-        records.push((record.fingerprint, validate_record(record, format)?));
+        let (Some(version), Some(format), true, Some(tasks)) = (version, format, records, tasks)
+        else {
+            return Err(serde::de::Error::custom("missing field"));
+        };
+        if version != SNAPSHOT_VERSION {
+            let fault = CapTokenError::snapshot(format!("unsupported version {version}"));
+            return Err(self.fail(fault));
+        }
+        if format != self.format {
+            let fault = CapTokenError::snapshot(format!(
+                "snapshot is of format {} but the store uses {}",
+                format.as_str(),
+                self.format.as_str()
+            ));
+            return Err(self.fail(fault));
+        }
+        match validate_tasks(tasks) {
+            Ok(tasks) => {
+                for (task_id, node) in tasks {
+                    self.state.insert_task(&task_id, node);
+                }
+                Ok(())
+            }
+            Err(fault) => Err(self.fail(fault)),
+        }
     }
-    Ok(MemoryState::from_parts(records, tasks))
+}
+
+struct RecordsSeed<'s> {
+    state: &'s mut MemoryState,
+    format: SigningFormat,
+    fault: &'s mut Option<CapTokenError>,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("an array of records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(record) = seq.next_element::<RecordIn<'de>>()? {
+            let fingerprint = record.fingerprint;
+            let inserted = validate_record(record, self.format)
+                .map(|entry| self.state.insert(fingerprint, entry));
+            let fault = match inserted {
+                Ok(true) => continue,
+                Ok(false) => {
+                    CapTokenError::snapshot(format!("duplicate fingerprint {fingerprint}"))
+                }
+                Err(fault) => fault,
+            };
+            *self.fault = Some(fault);
+            return Err(serde::de::Error::custom("invalid snapshot"));
+        }
+        Ok(())
+    }
 }
 
 /// Why the text is not a snapshot, without quoting it: serde_json's own
@@ -243,7 +349,7 @@ pub(crate) fn not_a_snapshot(error: serde_json::Error) -> CapTokenError {
 }
 
 pub(crate) fn validate_record(
-    record: RecordIn,
+    record: RecordIn<'_>,
     format: SigningFormat,
 ) -> Result<Entry, CapTokenError> {
     let fault =
@@ -252,15 +358,15 @@ pub(crate) fn validate_record(
     if token.v != format.version_field() {
         return Err(fault("token is not of the store's format"));
     }
-    if token.agent_id.is_empty() {
+    if token.agent_id.0.is_empty() {
         return Err(fault("empty agent_id"));
     }
     if token.issued_at > MAX_SAFE_INTEGER || token.expire_at > MAX_SAFE_INTEGER {
         return Err(fault("time out of range"));
     }
     let mut sig = [0u8; 32];
-    if !is_lower_hex(&token.sig_hex, 64)
-        || base16ct::lower::decode(&token.sig_hex, &mut sig).is_err()
+    if !is_lower_hex(&token.sig_hex.0, 64)
+        || base16ct::lower::decode(&*token.sig_hex.0, &mut sig).is_err()
     {
         return Err(fault("sig_hex is not 64 lowercase hex characters"));
     }
@@ -270,16 +376,16 @@ pub(crate) fn validate_record(
         _ => return Err(fault("uses_left does not fit max_uses")),
     }
     if let Some(task_id) = &record.task_id {
-        check_task_id(task_id).map_err(|_| fault("invalid task_id"))?;
+        check_task_id(&task_id.0).map_err(|_| fault("invalid task_id"))?;
     }
     Ok(Entry {
-        agent_id: token.agent_id.as_str().into(),
-        scopes: Scopes::from_iter(token.scopes.iter().map(String::as_str)),
+        agent_id: (*token.agent_id.0).into(),
+        scopes: Scopes::from_iter(token.scopes.iter().map(|scope| &*scope.0)),
         issued_at: token.issued_at,
         expire_at: token.expire_at,
         max_uses: token.max_uses,
         uses_left: record.uses_left,
-        task_id: record.task_id.as_deref().map(Into::into),
+        task_id: record.task_id.as_ref().map(|task| (*task.0).into()),
         sig,
         role: token.role,
         v: token.v,

@@ -199,18 +199,6 @@ pub struct MemoryState {
 }
 
 impl MemoryState {
-    pub(crate) fn from_parts(
-        records: Vec<(Fingerprint, Entry)>,
-        tasks: Vec<(Box<str>, TaskNode)>,
-    ) -> Self {
-        let mut state = MemoryState::default();
-        for (fingerprint, entry) in records {
-            state.records.insert(fingerprint, entry);
-        }
-        state.tasks.extend(tasks);
-        state
-    }
-
     /// How many records are held.
     pub fn len(&self) -> usize {
         self.records.len()
