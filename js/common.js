@@ -69,8 +69,45 @@ function guardClass(cls) {
   }
 }
 
-/** Guard the generated classes, once per module instance. */
+const MAX_BEARER_LEN = 8192;
+const INBOX_LEN = 3 * MAX_BEARER_LEN;
+
+/**
+ * verify and check write the bearer into the module's inbox with
+ * TextEncoder.encodeInto — one native copy — instead of letting the glue copy
+ * it character by character, the largest single cost of a decision. Anything
+ * but a string of bearer size takes the ordinary path (and its errors).
+ */
+function inboxPaths(glue) {
+  const proto = glue.TokenStore.prototype;
+  const encoder = new TextEncoder();
+  let memory;
+  let view;
+  const inbox = () => {
+    if (view === undefined || view.buffer !== memory.buffer) {
+      memory ??= glue.__memory();
+      view = new Uint8Array(memory.buffer, glue.__inbox(), INBOX_LEN);
+    }
+    return view;
+  };
+  for (const name of ['verify', 'check']) {
+    const viaInbox = proto[`__${name}Inbox`];
+    const ordinary = proto[name];
+    // Reachable only through the guarded method below.
+    delete proto[`__${name}Inbox`];
+    proto[name] = function (bearer, verb, taskId) {
+      if (typeof bearer !== 'string' || bearer.length > MAX_BEARER_LEN) {
+        return ordinary.call(this, bearer, verb, taskId);
+      }
+      const { written } = encoder.encodeInto(bearer, inbox());
+      return viaInbox.call(this, written, verb, taskId);
+    };
+  }
+}
+
+/** Prepare the generated classes, once per module instance. */
 export function guardClasses(glue) {
+  inboxPaths(glue);
   guardClass(glue.TokenStore);
   guardClass(glue.CapTokenRecord);
 }

@@ -73,6 +73,43 @@ pub fn register_error_class(class: JsValue) {
     }
 }
 
+/// The inbox holds one bearer, UTF-8 encoded by the entry module straight
+/// into linear memory (`TextEncoder.encodeInto`): much cheaper than the
+/// glue's per-character string copy. 8 KiB UTF-16 units need 24 KiB at most.
+const INBOX_LEN: usize = 3 * MAX_BEARER_LEN;
+
+thread_local! {
+    static INBOX: RefCell<Box<[u8]>> = RefCell::new(vec![0; INBOX_LEN].into_boxed_slice());
+}
+
+/// Where the entry module writes a bearer before `__verifyInbox`/`__checkInbox`.
+#[wasm_bindgen(js_name = "__inbox")]
+pub fn inbox() -> *mut u8 {
+    INBOX.with(|inbox| inbox.borrow_mut().as_mut_ptr())
+}
+
+/// The module's `WebAssembly.Memory`, for the entry module's inbox view.
+#[wasm_bindgen(js_name = "__memory")]
+pub fn memory() -> JsValue {
+    wasm_bindgen::memory()
+}
+
+/// The bearer in the inbox, copied out so that a callback re-entering the
+/// module (a `now` clock) cannot overwrite it mid-decision.
+fn take_inbox(len: usize) -> Result<String, CapTokenError> {
+    INBOX.with(|inbox| {
+        inbox
+            .borrow()
+            .get(..len)
+            .filter(|_| len <= INBOX_LEN)
+            .and_then(|bytes| core::str::from_utf8(bytes).ok())
+            .map(str::to_owned)
+            .ok_or(CapTokenError::MalformedToken {
+                reason: "bearer is longer than the size limit",
+            })
+    })
+}
+
 /// Bytes of linear memory the module holds now (for the benchmarks).
 #[wasm_bindgen(js_name = "__memoryBytes")]
 pub fn memory_bytes() -> f64 {
@@ -892,17 +929,49 @@ impl JsTokenStore {
         task_id: JsValue,
     ) -> JsResult<JsValue> {
         let bearer = throw(bearer_arg(&bearer))?;
-        let verb = throw(verb_arg(&verb))?;
-        let task_id = throw(optional_task_arg(&task_id))?;
-        let grant = throw(self.store.verify_ref(&bearer, verb, task_id.as_deref()))?;
+        self.verify_str(&bearer, &verb, &task_id)
+    }
+
+    /// `verify` for a bearer the entry module wrote into the inbox (UTF-8,
+    /// `len` bytes): the same decision without the glue's per-character copy.
+    #[wasm_bindgen(js_name = "__verifyInbox")]
+    pub fn verify_inbox(
+        &mut self,
+        len: usize,
+        verb: JsValue,
+        task_id: JsValue,
+    ) -> JsResult<JsValue> {
+        let bearer = throw(take_inbox(len))?;
+        self.verify_str(&bearer, &verb, &task_id)
+    }
+
+    fn verify_str(&mut self, bearer: &str, verb: &JsValue, task_id: &JsValue) -> JsResult<JsValue> {
+        let verb = throw(verb_arg(verb))?;
+        let task_id = throw(optional_task_arg(task_id))?;
+        let grant = throw(self.store.verify_ref(bearer, verb, task_id.as_deref()))?;
         Ok(grant_js(&grant, None))
     }
 
     /// Decide a call as `verify` would, spending nothing; never throws.
     pub fn check(&self, bearer: JsValue, verb: JsValue, task_id: JsValue) -> JsValue {
-        let decision = bearer_arg(&bearer).and_then(|bearer| {
-            let verb = verb_arg(&verb)?;
-            let task_id = optional_task_arg(&task_id)?;
+        self.check_with(bearer_arg(&bearer), &verb, &task_id)
+    }
+
+    /// `check` for a bearer in the inbox (see `__verifyInbox`).
+    #[wasm_bindgen(js_name = "__checkInbox")]
+    pub fn check_inbox(&self, len: usize, verb: JsValue, task_id: JsValue) -> JsValue {
+        self.check_with(take_inbox(len), &verb, &task_id)
+    }
+
+    fn check_with(
+        &self,
+        bearer: Result<String, CapTokenError>,
+        verb: &JsValue,
+        task_id: &JsValue,
+    ) -> JsValue {
+        let decision = bearer.and_then(|bearer| {
+            let verb = verb_arg(verb)?;
+            let task_id = optional_task_arg(task_id)?;
             self.store.check_ref(&bearer, verb, task_id.as_deref())
         });
         match decision {
