@@ -101,11 +101,10 @@ fn take_inbox(len: usize) -> Result<String, CapTokenError> {
         inbox
             .borrow()
             .get(..len)
-            .filter(|_| len <= INBOX_LEN)
             .and_then(|bytes| core::str::from_utf8(bytes).ok())
             .map(str::to_owned)
             .ok_or(CapTokenError::MalformedToken {
-                reason: "bearer is longer than the size limit",
+                reason: "bearer is not UTF-8 text within the size limit",
             })
     })
 }
