@@ -651,11 +651,7 @@ impl JsCapTokenRecord {
     }
 
     fn consume_error(&self, error: CapTokenConsumeError) -> JsValue {
-        let fingerprint = self.fingerprint;
-        to_js_error(&match error {
-            CapTokenConsumeError::Revoked => CapTokenError::TokenRevoked { fingerprint },
-            CapTokenConsumeError::Exhausted => CapTokenError::TokenUsesExhausted { fingerprint },
-        })
+        to_js_error(&CapTokenError::from_consume(error, self.fingerprint))
     }
 }
 

@@ -3,6 +3,7 @@
 //! Messages name fingerprints, roles, verbs and task ids, never a nonce or a secret:
 //! the only token-derived text an error can carry is a [`Fingerprint`].
 
+use crate::record::CapTokenConsumeError;
 use crate::role::{Role, Verb};
 use crate::token::Fingerprint;
 use core::fmt;
@@ -200,6 +201,14 @@ impl CapTokenError {
             | CapTokenError::TokenRevoked { fingerprint }
             | CapTokenError::TokenUsesExhausted { fingerprint } => Some(fingerprint),
             _ => None,
+        }
+    }
+
+    /// The store-level error for a record's refused [`consume`](crate::CapTokenRecord::consume).
+    pub fn from_consume(error: CapTokenConsumeError, fingerprint: Fingerprint) -> Self {
+        match error {
+            CapTokenConsumeError::Revoked => CapTokenError::TokenRevoked { fingerprint },
+            CapTokenConsumeError::Exhausted => CapTokenError::TokenUsesExhausted { fingerprint },
         }
     }
 

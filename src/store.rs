@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::error::CapTokenError;
 use crate::gate::Gate;
 use crate::journal::{Event, Journal};
-use crate::record::{CapTokenConsumeError, CapTokenRecord};
+use crate::record::CapTokenRecord;
 use crate::role::{Role, Verb};
 use crate::signer::{Signer, SigningFormat};
 use crate::state::{Entry, MemoryState, TaskNode};
@@ -397,7 +397,7 @@ impl TokenStore {
         }
         entry
             .can_consume()
-            .map_err(|e| consume_error(e, fingerprint))?;
+            .map_err(|e| CapTokenError::from_consume(e, fingerprint))?;
         Ok(Allowed {
             fingerprint,
             role,
@@ -418,7 +418,7 @@ impl TokenStore {
                 }
                 Ok(())
             }
-            Some(Err(e)) => Err(consume_error(e, fingerprint)),
+            Some(Err(e)) => Err(CapTokenError::from_consume(e, fingerprint)),
             None => Err(CapTokenError::TokenNotFound { fingerprint }),
         }
     }
@@ -629,7 +629,7 @@ impl TokenStore {
         }
         entry
             .can_consume()
-            .map_err(|e| consume_error(e, fingerprint))?;
+            .map_err(|e| CapTokenError::from_consume(e, fingerprint))?;
         let options = MintOptions {
             scopes: Some(verified.token.scopes.clone()),
             ttl_secs: None,
@@ -706,13 +706,6 @@ impl TokenStore {
         tasks
             .sort_unstable_by(|a, b| (a.spawn_depth, &a.task_id).cmp(&(b.spawn_depth, &b.task_id)));
         tasks
-    }
-}
-
-fn consume_error(error: CapTokenConsumeError, fingerprint: Fingerprint) -> CapTokenError {
-    match error {
-        CapTokenConsumeError::Revoked => CapTokenError::TokenRevoked { fingerprint },
-        CapTokenConsumeError::Exhausted => CapTokenError::TokenUsesExhausted { fingerprint },
     }
 }
 
