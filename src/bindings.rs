@@ -712,10 +712,8 @@ impl JsCapTokenRecord {
             (false, Some(given)) => given,
             (false, None) => return Err(invalid("fingerprint is required without a nonce")),
         };
-        match (token.max_uses, parsed.uses_left) {
-            (None, None) => {}
-            (Some(max), Some(left)) if left <= max => {}
-            _ => return Err(invalid("uses_left does not fit max_uses")),
+        if !crate::record::uses_fit(token.max_uses, parsed.uses_left) {
+            return Err(invalid("uses_left does not fit max_uses"));
         }
         if let Some(task_id) = &parsed.task_id {
             throw(crate::store::check_task_id(task_id))?;

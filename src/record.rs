@@ -55,13 +55,7 @@ impl CapTokenRecord {
 
     /// Whether [`consume`](Self::consume) would succeed, spending nothing.
     pub fn can_consume(&self) -> Result<(), CapTokenConsumeError> {
-        if self.revoked {
-            return Err(CapTokenConsumeError::Revoked);
-        }
-        match self.uses_left {
-            Some(0) => Err(CapTokenConsumeError::Exhausted),
-            _ => Ok(()),
-        }
+        consume_verdict(self.revoked, self.uses_left)
     }
 
     /// Spend one use. Revoked fails whatever the uses left; unlimited always
@@ -72,6 +66,31 @@ impl CapTokenRecord {
             *left = left.saturating_sub(1);
         }
         Ok(())
+    }
+}
+
+/// Step 7 without spending, for any holder of these two fields: revoked
+/// first, whatever the uses left; then no uses left.
+pub(crate) fn consume_verdict(
+    revoked: bool,
+    uses_left: Option<u32>,
+) -> Result<(), CapTokenConsumeError> {
+    if revoked {
+        Err(CapTokenConsumeError::Revoked)
+    } else if uses_left == Some(0) {
+        Err(CapTokenConsumeError::Exhausted)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether a record's uses left fit its token's budget: both unlimited, or
+/// no more left than the token ever had.
+pub(crate) fn uses_fit(max_uses: Option<u32>, uses_left: Option<u32>) -> bool {
+    match (max_uses, uses_left) {
+        (None, None) => true,
+        (Some(max), Some(left)) => left <= max,
+        _ => false,
     }
 }
 

@@ -15,6 +15,7 @@
 
 use crate::clock::Clock;
 use crate::error::CapTokenError;
+use crate::record::uses_fit;
 use crate::role::Role;
 use crate::signer::SigningFormat;
 use crate::state::{Entry, MemoryState, Scopes, TaskNode};
@@ -370,10 +371,8 @@ pub(crate) fn validate_record(
     {
         return Err(fault("sig_hex is not 64 lowercase hex characters"));
     }
-    match (token.max_uses, record.uses_left) {
-        (None, None) => {}
-        (Some(max), Some(left)) if left <= max => {}
-        _ => return Err(fault("uses_left does not fit max_uses")),
+    if !uses_fit(token.max_uses, record.uses_left) {
+        return Err(fault("uses_left does not fit max_uses"));
     }
     if let Some(task_id) = &record.task_id {
         check_task_id(&task_id.0).map_err(|_| fault("invalid task_id"))?;

@@ -6,7 +6,7 @@
 //! A backend that keeps this state elsewhere (e.g. Redis) replaces this module
 //! and leaves [`crate::verifier`] untouched.
 
-use crate::record::{CapTokenConsumeError, CapTokenRecord};
+use crate::record::{consume_verdict, CapTokenConsumeError, CapTokenRecord};
 use crate::role::Role;
 use crate::table::RecordTable;
 use crate::task::TaskInfo;
@@ -53,10 +53,7 @@ impl Scopes {
     }
 
     pub(crate) fn to_list(&self) -> Vec<String> {
-        match self {
-            Scopes::All => vec!["*".to_owned()],
-            Scopes::List(list) => list.iter().map(|s| s.to_string()).collect(),
-        }
+        self.iter().map(str::to_owned).collect()
     }
 }
 
@@ -170,13 +167,7 @@ impl Entry {
 
     /// Step 7 without spending: revoked first, then uses left.
     pub(crate) fn can_consume(&self) -> Result<(), CapTokenConsumeError> {
-        if self.revoked {
-            Err(CapTokenConsumeError::Revoked)
-        } else if self.uses_left == Some(0) {
-            Err(CapTokenConsumeError::Exhausted)
-        } else {
-            Ok(())
-        }
+        consume_verdict(self.revoked, self.uses_left)
     }
 
     pub(crate) fn is_expired(&self, now: u64) -> bool {
@@ -264,9 +255,10 @@ impl MemoryState {
         }
     }
 
-    /// Revoke every live record bound to one of `task_ids`; returns their
-    /// fingerprints.
-    pub(crate) fn revoke_bound_to(&mut self, task_ids: &HashSet<&str>) -> Vec<Fingerprint> {
+    /// Revoke every live record bound to `task_id` or to a task below it;
+    /// returns their fingerprints.
+    pub(crate) fn revoke_task_tree(&mut self, task_id: &str) -> Vec<Fingerprint> {
+        let task_ids = subtree(&self.tasks, task_id);
         let mut revoked = Vec::new();
         for (fingerprint, entry) in self.records.iter_mut() {
             let bound = entry
@@ -311,24 +303,24 @@ impl MemoryState {
     pub(crate) fn insert_task(&mut self, task_id: &str, node: TaskNode) {
         self.tasks.insert(task_id.into(), node);
     }
+}
 
-    /// `task_id` and every task below it.
-    pub(crate) fn subtree<'a>(&'a self, task_id: &'a str) -> HashSet<&'a str> {
-        let mut found: HashSet<&str> = HashSet::from([task_id]);
-        // Depth grows by one per generation, so each pass reaches one level
-        // further down; stop when a pass finds nothing new.
-        loop {
-            let before = found.len();
-            for (id, node) in &self.tasks {
-                if let Some(parent) = node.parent_id.as_deref() {
-                    if found.contains(parent) {
-                        found.insert(id);
-                    }
+/// `task_id` and every task below it.
+fn subtree<'a>(tasks: &'a HashMap<Box<str>, TaskNode>, task_id: &'a str) -> HashSet<&'a str> {
+    let mut found: HashSet<&str> = HashSet::from([task_id]);
+    // Depth grows by one per generation, so each pass reaches one level
+    // further down; stop when a pass finds nothing new.
+    loop {
+        let before = found.len();
+        for (id, node) in tasks {
+            if let Some(parent) = node.parent_id.as_deref() {
+                if found.contains(parent) {
+                    found.insert(id);
                 }
             }
-            if found.len() == before {
-                return found;
-            }
+        }
+        if found.len() == before {
+            return found;
         }
     }
 }

@@ -595,14 +595,7 @@ impl TokenStore {
     /// Revoke every token bound to `task_id` or to any task below it; returns
     /// how many were newly revoked.
     pub fn revoke_task(&mut self, task_id: &str) -> usize {
-        let subtree: std::collections::HashSet<String> = self
-            .state
-            .subtree(task_id)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let subtree = subtree.iter().map(String::as_str).collect();
-        let revoked = self.state.revoke_bound_to(&subtree);
+        let revoked = self.state.revoke_task_tree(task_id);
         for fingerprint in &revoked {
             self.journal.push(&Event::Revoke { fingerprint });
         }
