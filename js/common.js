@@ -19,30 +19,72 @@ export class CapTokenError extends Error {
 const ROLES = ['operator', 'worker', 'observer', 'senior'];
 
 /**
- * Builds a Grant (or an allowed Decision) in one call from the module: one
- * crossing instead of one per field. `scopes` is undefined for `["*"]`.
+ * A view of `length` bytes at the pointer `at()` gives, in the module's
+ * memory; made again after the memory grows (which detaches old views).
  */
-function makeGrant(allowed, fingerprint, agentId, role, scopes, taskId, usesLeft) {
-  // Two literals rather than a spread: each keeps one hidden class and is
-  // built without copying.
-  return allowed
-    ? {
-        allowed: true,
-        fingerprint,
-        agentId,
-        role: ROLES[role],
-        scopes: scopes ?? ['*'],
-        taskId: taskId ?? null,
-        usesLeft: usesLeft ?? null,
+function memoryView(glue, at, length) {
+  let memory;
+  let view;
+  return () => {
+    memory ??= glue.__memory();
+    if (view === undefined || view.buffer !== memory.buffer) {
+      view = new Uint8Array(memory.buffer, at(), length);
+    }
+    return view;
+  };
+}
+
+// Must match OUTBOX_LEN in src/bindings.rs.
+const OUTBOX_LEN = 4096;
+
+/**
+ * The function the module builds a Grant (or an allowed Decision) with, in
+ * one call: one crossing instead of one per field. The fingerprint (64 hex
+ * digits), agent id and task id arrive back to back in the outbox and are
+ * read with one TextDecoder call (`agentLen >= 0`), or else as arguments.
+ * `scopes` is undefined for `["*"]`; `taskLen` is -1 for no task.
+ */
+function grantFactory(glue) {
+  const outbox = memoryView(glue, () => glue.__outbox(), OUTBOX_LEN);
+  const decoder = new TextDecoder();
+  const decode = (from, to) => decoder.decode(outbox().subarray(from, to));
+  return function makeGrant(allowed, role, scopes, usesLeft, agentLen, taskLen, fingerprint, agentId, taskId) {
+    if (agentLen >= 0) {
+      const agentEnd = 64 + agentLen;
+      const end = taskLen >= 0 ? agentEnd + taskLen : agentEnd;
+      const text = decode(0, end);
+      if (text.length === end) {
+        // ASCII only: byte offsets are string offsets.
+        fingerprint = text.slice(0, 64);
+        agentId = text.slice(64, agentEnd);
+        taskId = taskLen >= 0 ? text.slice(agentEnd) : null;
+      } else {
+        fingerprint = decode(0, 64);
+        agentId = decode(64, agentEnd);
+        taskId = taskLen >= 0 ? decode(agentEnd, end) : null;
       }
-    : {
-        fingerprint,
-        agentId,
-        role: ROLES[role],
-        scopes: scopes ?? ['*'],
-        taskId: taskId ?? null,
-        usesLeft: usesLeft ?? null,
-      };
+    }
+    // Two literals rather than a spread: each keeps one hidden class and is
+    // built without copying.
+    return allowed
+      ? {
+          allowed: true,
+          fingerprint,
+          agentId,
+          role: ROLES[role],
+          scopes: scopes ?? ['*'],
+          taskId: taskId ?? null,
+          usesLeft: usesLeft ?? null,
+        }
+      : {
+          fingerprint,
+          agentId,
+          role: ROLES[role],
+          scopes: scopes ?? ['*'],
+          taskId: taskId ?? null,
+          usesLeft: usesLeft ?? null,
+        };
+  };
 }
 
 /**
@@ -80,38 +122,47 @@ function guardClass(cls) {
   }
 }
 
+// Must match MAX_BEARER_LEN in src/token.rs and the inbox layout in
+// src/bindings.rs: the bearer's UTF-8 at 0, the task id's at 3 * 8192.
 const MAX_BEARER_LEN = 8192;
-const INBOX_LEN = 3 * MAX_BEARER_LEN;
+const INBOX_TASK_AT = 3 * MAX_BEARER_LEN;
+const INBOX_TASK_UNITS = 256;
+const isWellFormed = String.prototype.isWellFormed;
 
 /**
- * verify and check write the bearer into the module's inbox with
- * TextEncoder.encodeInto — one native copy — instead of letting the glue copy
- * it character by character, the largest single cost of a decision. Anything
- * but a string of bearer size takes the ordinary path (and its errors).
+ * verify and check write the bearer and the task id into the module's inbox
+ * with TextEncoder.encodeInto (one native copy each) and pass the verb as its
+ * index, instead of letting the glue copy each string character by
+ * character. Anything else (a non-string, an unknown verb, an over-long or
+ * ill-formed string) takes the ordinary path and its errors.
  */
 function inboxPaths(glue) {
   const proto = glue.TokenStore.prototype;
   const encoder = new TextEncoder();
-  let memory;
-  let view;
-  const inbox = () => {
-    if (view === undefined || view.buffer !== memory.buffer) {
-      memory ??= glue.__memory();
-      view = new Uint8Array(memory.buffer, glue.__inbox(), INBOX_LEN);
-    }
-    return view;
-  };
+  // Read on first use: the browser entry guards the classes before init().
+  let verbCodes;
+  const bearerBox = memoryView(glue, () => glue.__inbox(), INBOX_TASK_AT);
+  const taskBox = memoryView(glue, () => glue.__inbox() + INBOX_TASK_AT, 3 * INBOX_TASK_UNITS);
   for (const name of ['verify', 'check']) {
     const viaInbox = proto[`__${name}Inbox`];
     const ordinary = proto[name];
     // Reachable only through the guarded method below.
     delete proto[`__${name}Inbox`];
     proto[name] = function (bearer, verb, taskId) {
-      if (typeof bearer !== 'string' || bearer.length > MAX_BEARER_LEN) {
+      verbCodes ??= new Map(glue.__verbNames().map((name, code) => [name, code]));
+      const code = typeof verb === 'string' ? verbCodes.get(verb) : undefined;
+      const noTask = taskId === undefined || taskId === null;
+      if (
+        typeof bearer !== 'string' ||
+        bearer.length > MAX_BEARER_LEN ||
+        code === undefined ||
+        !(noTask || (typeof taskId === 'string' && taskId.length <= INBOX_TASK_UNITS && isWellFormed?.call(taskId)))
+      ) {
         return ordinary.call(this, bearer, verb, taskId);
       }
-      const { written } = encoder.encodeInto(bearer, inbox());
-      return viaInbox.call(this, written, verb, taskId);
+      const { written } = encoder.encodeInto(bearer, bearerBox());
+      const taskLen = noTask ? -1 : encoder.encodeInto(taskId, taskBox()).written;
+      return viaInbox.call(this, written, code, taskLen);
     };
   }
 }
@@ -126,5 +177,5 @@ export function guardClasses(glue) {
 /** Hand the module what it builds results with; call after instantiation. */
 export function connect(glue) {
   glue.__registerErrorClass(CapTokenError);
-  glue.__registerGrantFactory(makeGrant);
+  glue.__registerGrantFactory(grantFactory(glue));
 }

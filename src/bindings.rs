@@ -34,8 +34,10 @@ thread_local! {
 
 #[wasm_bindgen]
 extern "C" {
-    /// `factory(allowed, fingerprint, agentId, roleIndex, scopes, taskId, usesLeft)`:
-    /// builds a Grant in one crossing instead of one per field.
+    /// `factory(allowed, roleIndex, scopes, usesLeft, agentLen, taskLen,
+    /// fingerprint, agentId, taskId)`: builds a Grant in one crossing instead
+    /// of one per field. With `agentLen >= 0` the strings are in the outbox
+    /// (see [`OUTBOX_LEN`]) and the last three arguments are undefined.
     #[wasm_bindgen(extends = Function)]
     #[derive(Clone)]
     type GrantFactory;
@@ -46,12 +48,14 @@ extern "C" {
         this: &GrantFactory,
         context: &JsValue,
         allowed: bool,
-        fingerprint: &str,
-        agent_id: &str,
         role: u8,
         scopes: &JsValue,
-        task_id: Option<&str>,
         uses_left: Option<u32>,
+        agent_len: i32,
+        task_len: i32,
+        fingerprint: Option<&str>,
+        agent_id: Option<&str>,
+        task_id: Option<&str>,
     ) -> JsValue;
 }
 
@@ -73,13 +77,25 @@ pub fn register_error_class(class: JsValue) {
     }
 }
 
-/// The inbox holds one bearer, UTF-8 encoded by the entry module straight
-/// into linear memory (`TextEncoder.encodeInto`): much cheaper than the
-/// glue's per-character string copy. 8 KiB UTF-16 units need 24 KiB at most.
-const INBOX_LEN: usize = 3 * MAX_BEARER_LEN;
+/// The inbox holds one bearer and one task id, UTF-8 encoded by the entry
+/// module straight into linear memory (`TextEncoder.encodeInto`): much
+/// cheaper than the glue's per-character string copy. A UTF-16 unit takes
+/// at most 3 bytes. Layout: the bearer at 0, the task id at
+/// [`INBOX_BEARER_BYTES`].
+const INBOX_BEARER_BYTES: usize = 3 * MAX_BEARER_LEN;
+/// Longer task ids take the ordinary path.
+const INBOX_TASK_UNITS: usize = 256;
+const INBOX_LEN: usize = INBOX_BEARER_BYTES + 3 * INBOX_TASK_UNITS;
+
+/// The outbox holds a Grant's fingerprint (64 hex digits), agent id and task
+/// id, back to back, for the factory to read with one `TextDecoder` call
+/// instead of one per string. Grants whose strings do not fit pass them as
+/// arguments.
+const OUTBOX_LEN: usize = 4096;
 
 thread_local! {
     static INBOX: RefCell<Box<[u8]>> = RefCell::new(vec![0; INBOX_LEN].into_boxed_slice());
+    static OUTBOX: RefCell<Box<[u8]>> = RefCell::new(vec![0; OUTBOX_LEN].into_boxed_slice());
 }
 
 /// Where the entry module writes a bearer before `__verifyInbox`/`__checkInbox`.
@@ -88,24 +104,65 @@ pub fn inbox() -> *mut u8 {
     INBOX.with(|inbox| inbox.borrow_mut().as_mut_ptr())
 }
 
+/// Where the grant factory reads a Grant's strings.
+#[wasm_bindgen(js_name = "__outbox")]
+pub fn outbox() -> *const u8 {
+    OUTBOX.with(|outbox| outbox.borrow().as_ptr())
+}
+
 /// The module's `WebAssembly.Memory`, for the entry module's inbox view.
 #[wasm_bindgen(js_name = "__memory")]
 pub fn memory() -> JsValue {
     wasm_bindgen::memory()
 }
 
-/// The bearer in the inbox, copied out so that a callback re-entering the
-/// module (a `now` clock) cannot overwrite it mid-decision.
-fn take_inbox(len: usize) -> Result<String, CapTokenError> {
+/// The verbs' wire names, indexed by the code `__verifyInbox` takes.
+#[wasm_bindgen(js_name = "__verbNames")]
+pub fn verb_names() -> Array {
+    Verb::ALL
+        .iter()
+        .map(|verb| JsValue::from_str(verb.as_str()))
+        .collect()
+}
+
+/// A verb by its index in [`Verb::ALL`].
+fn verb_code_arg(code: u8) -> Result<Verb, CapTokenError> {
+    Verb::ALL
+        .get(usize::from(code))
+        .copied()
+        .ok_or_else(|| CapTokenError::invalid("verb must be one of the verb names"))
+}
+
+/// The bearer (`bearer_len` bytes) and the task id (`task_len` bytes, none
+/// when negative) in the inbox, copied out so that a callback re-entering the
+/// module (a `now` clock) cannot overwrite them mid-decision.
+type InboxArgs = (
+    Result<String, CapTokenError>,
+    Result<Option<String>, CapTokenError>,
+);
+
+fn take_inbox(bearer_len: usize, task_len: i32) -> InboxArgs {
     INBOX.with(|inbox| {
-        inbox
-            .borrow()
-            .get(..len)
+        let inbox = inbox.borrow();
+        let (bearer_area, task_area) = inbox
+            .split_at_checked(INBOX_BEARER_BYTES)
+            .unwrap_or((&[], &[]));
+        let bearer = bearer_area
+            .get(..bearer_len)
             .and_then(|bytes| core::str::from_utf8(bytes).ok())
             .map(str::to_owned)
             .ok_or(CapTokenError::MalformedToken {
                 reason: "bearer is not UTF-8 text within the size limit",
-            })
+            });
+        let task_id = match usize::try_from(task_len) {
+            Err(_) => Ok(None),
+            Ok(len) => task_area
+                .get(..len)
+                .and_then(|bytes| core::str::from_utf8(bytes).ok())
+                .map(|text| Some(text.to_owned()))
+                .ok_or_else(|| CapTokenError::invalid("taskId is not well-formed UTF-16")),
+        };
+        (bearer, task_id)
     })
 }
 
@@ -551,12 +608,46 @@ struct GrantJs<'a> {
     uses_left: Option<u32>,
 }
 
+/// A `check` result: an allowed Decision, or a denial with its code.
+fn decision_js(decision: Result<GrantRef<'_>, CapTokenError>) -> JsValue {
+    match decision {
+        Ok(grant) => grant_js(&grant, Some(true)),
+        Err(error) => {
+            let denied = Object::new();
+            set(&denied, "allowed", &JsValue::FALSE);
+            set(&denied, "code", &error.code().as_str().into());
+            set(&denied, "message", &error.to_string().into());
+            denied.into()
+        }
+    }
+}
+
+/// Writes a Grant's fingerprint, agent id and task id into the outbox and
+/// returns the byte lengths of the last two (-1: no task), or `None` when
+/// they do not fit.
+fn write_outbox(grant: &GrantRef<'_>) -> Option<(i32, i32)> {
+    let agent = grant.agent_id().as_bytes();
+    let task = grant.task_id().map(str::as_bytes);
+    OUTBOX.with(|outbox| {
+        let mut outbox = outbox.try_borrow_mut().ok()?;
+        let (hex, rest) = outbox.split_at_mut_checked(64)?;
+        base16ct::lower::encode(grant.fingerprint().as_bytes(), hex).ok()?;
+        let (agent_area, rest) = rest.split_at_mut_checked(agent.len())?;
+        agent_area.copy_from_slice(agent);
+        let task_len = match task {
+            Some(task) => {
+                rest.get_mut(..task.len())?.copy_from_slice(task);
+                i32::try_from(task.len()).ok()?
+            }
+            None => -1,
+        };
+        Some((i32::try_from(agent.len()).ok()?, task_len))
+    })
+}
+
 fn grant_js(grant: &GrantRef<'_>, allowed: Option<bool>) -> JsValue {
     let factory = GRANT_FACTORY.with(|slot| slot.borrow().clone());
     if let Some(factory) = factory {
-        let mut hex = [0u8; 64];
-        let fingerprint = base16ct::lower::encode_str(grant.fingerprint().as_bytes(), &mut hex)
-            .unwrap_or_default();
         let scopes = if grant.is_unscoped() {
             JsValue::UNDEFINED
         } else {
@@ -566,15 +657,36 @@ fn grant_js(grant: &GrantRef<'_>, allowed: Option<bool>) -> JsValue {
                 .collect::<Array>()
                 .into()
         };
+        let allowed = allowed.unwrap_or(false);
+        let role = grant.role().code();
+        if let Some((agent_len, task_len)) = write_outbox(grant) {
+            return factory.make_grant(
+                &JsValue::UNDEFINED,
+                allowed,
+                role,
+                &scopes,
+                grant.uses_left(),
+                agent_len,
+                task_len,
+                None,
+                None,
+                None,
+            );
+        }
+        let mut hex = [0u8; 64];
+        let fingerprint = base16ct::lower::encode_str(grant.fingerprint().as_bytes(), &mut hex)
+            .unwrap_or_default();
         return factory.make_grant(
             &JsValue::UNDEFINED,
-            allowed.unwrap_or(false),
-            fingerprint,
-            grant.agent_id(),
-            grant.role().code(),
+            allowed,
+            role,
             &scopes,
-            grant.task_id(),
             grant.uses_left(),
+            -1,
+            -1,
+            Some(fingerprint),
+            Some(grant.agent_id()),
+            grant.task_id(),
         );
     }
     // Loaded without the package entry: build it field by field.
@@ -925,23 +1037,31 @@ impl JsTokenStore {
         self.verify_str(&bearer, &verb, &task_id)
     }
 
-    /// `verify` for a bearer the entry module wrote into the inbox (UTF-8,
-    /// `len` bytes): the same decision without the glue's per-character copy.
+    /// `verify` for a bearer and task id the entry module wrote into the
+    /// inbox (see [`INBOX_LEN`]), with the verb as its index in
+    /// `__verbNames()`: the same decision without the glue's string copies.
     #[wasm_bindgen(js_name = "__verifyInbox")]
-    pub fn verify_inbox(
-        &mut self,
-        len: usize,
-        verb: JsValue,
-        task_id: JsValue,
-    ) -> JsResult<JsValue> {
-        let bearer = throw(take_inbox(len))?;
-        self.verify_str(&bearer, &verb, &task_id)
+    pub fn verify_inbox(&mut self, len: usize, verb: u8, task_len: i32) -> JsResult<JsValue> {
+        let (bearer, task_id) = take_inbox(len, task_len);
+        let bearer = throw(bearer)?;
+        let verb = throw(verb_code_arg(verb))?;
+        let task_id = throw(task_id)?;
+        self.verify_decoded(&bearer, verb, task_id.as_deref())
     }
 
     fn verify_str(&mut self, bearer: &str, verb: &JsValue, task_id: &JsValue) -> JsResult<JsValue> {
         let verb = throw(verb_arg(verb))?;
         let task_id = throw(optional_task_arg(task_id))?;
-        let grant = throw(self.store.verify_ref(bearer, verb, task_id.as_deref()))?;
+        self.verify_decoded(bearer, verb, task_id.as_deref())
+    }
+
+    fn verify_decoded(
+        &mut self,
+        bearer: &str,
+        verb: Verb,
+        task_id: Option<&str>,
+    ) -> JsResult<JsValue> {
+        let grant = throw(self.store.verify_ref(bearer, verb, task_id))?;
         Ok(grant_js(&grant, None))
     }
 
@@ -950,10 +1070,15 @@ impl JsTokenStore {
         self.check_with(bearer_arg(&bearer), &verb, &task_id)
     }
 
-    /// `check` for a bearer in the inbox (see `__verifyInbox`).
+    /// `check` for a bearer and task id in the inbox (see `__verifyInbox`).
     #[wasm_bindgen(js_name = "__checkInbox")]
-    pub fn check_inbox(&self, len: usize, verb: JsValue, task_id: JsValue) -> JsValue {
-        self.check_with(take_inbox(len), &verb, &task_id)
+    pub fn check_inbox(&self, len: usize, verb: u8, task_len: i32) -> JsValue {
+        let (bearer, task_id) = take_inbox(len, task_len);
+        let decision = bearer.and_then(|bearer| {
+            let verb = verb_code_arg(verb)?;
+            self.store.check_ref(&bearer, verb, task_id?.as_deref())
+        });
+        decision_js(decision)
     }
 
     fn check_with(
@@ -962,21 +1087,11 @@ impl JsTokenStore {
         verb: &JsValue,
         task_id: &JsValue,
     ) -> JsValue {
-        let decision = bearer.and_then(|bearer| {
+        decision_js(bearer.and_then(|bearer| {
             let verb = verb_arg(verb)?;
             let task_id = optional_task_arg(task_id)?;
             self.store.check_ref(&bearer, verb, task_id.as_deref())
-        });
-        match decision {
-            Ok(grant) => grant_js(&grant, Some(true)),
-            Err(error) => {
-                let denied = Object::new();
-                set(&denied, "allowed", &JsValue::FALSE);
-                set(&denied, "code", &error.code().as_str().into());
-                set(&denied, "message", &error.to_string().into());
-                denied.into()
-            }
-        }
+        }))
     }
 
     /// Revoke one token by fingerprint; true when it was live.

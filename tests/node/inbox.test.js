@@ -4,6 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { SECRET, T0, signToken, toBearer } from './helpers.js';
 import * as node from 'captoken';
 import * as web from 'captoken/web';
 
@@ -63,5 +65,70 @@ for (const [name, { TokenStore, __memoryBytes }] of [['node', node], ['web', web
     assert.equal(grant.agentId, 'w');
     assert.equal(grant.usesLeft, 2);
     assert.equal(inner?.code, 'ERR_INVALID_ARGUMENT', 're-entry is refused, not served');
+  });
+}
+
+for (const [name, { TokenStore }] of [['node', node], ['web', web]]) {
+  test(`${name}: task ids and verbs take the inbox or the ordinary path and are decided alike`, () => {
+    const store = new TokenStore({ secret });
+    const op = store.attachOperator('op');
+    // 256 units is the inbox's limit; 257 and ill-formed ones take the ordinary path.
+    for (const taskId of ['t', 'é-task-😀', 'x'.repeat(256), '€'.repeat(85)]) {
+      const w = store.mint('w', 'worker', { taskId });
+      for (const decide of [(...a) => store.verify(...a), (...a) => store.check(...a)]) {
+        const grant = decide(w.bearer, 'fetch_prompt', taskId);
+        assert.equal(grant.taskId, taskId);
+        assert.equal(grant.fingerprint, w.fingerprint);
+      }
+      assert.equal(store.check(w.bearer, 'fetch_prompt', `${taskId}z`).code, 'ERR_TOKEN_TASK_MISMATCH');
+      assert.throws(() => store.verify(w.bearer, 'fetch_prompt', `${taskId}z`), { code: 'ERR_TOKEN_TASK_MISMATCH' });
+    }
+    // Longer than the inbox takes (256 units): the ordinary path decides.
+    const bound = store.mint('w', 'worker', { taskId: '€'.repeat(85) });
+    for (const arg of ['y'.repeat(257), '€'.repeat(300), '']) {
+      assert.equal(store.check(bound.bearer, 'fetch_prompt', arg).code, 'ERR_TOKEN_TASK_MISMATCH');
+    }
+    const w = store.mint('w', 'worker', { taskId: 't' });
+    for (const [verb, taskId] of [['fetch_prompt', '\uD800'], ['fetch_prompt', 42], ['fetch_prompt', {}],
+      ['no_such_verb', 't'], ['FETCH_PROMPT', 't'], [7, 't'], [undefined, 't'], ['__proto__', 't']]) {
+      assert.throws(() => store.verify(w.bearer, verb, taskId), { code: 'ERR_INVALID_ARGUMENT' }, `${verb} ${taskId}`);
+      assert.equal(store.check(w.bearer, verb, taskId).code, 'ERR_INVALID_ARGUMENT');
+    }
+    // Arguments are checked before the bearer is decoded, on both paths.
+    assert.equal(store.check('%%', 'no_such_verb').code, 'ERR_INVALID_ARGUMENT');
+    assert.equal(store.check('%%', 'heartbeat', '\uD800').code, 'ERR_INVALID_ARGUMENT');
+    assert.equal(store.check('%%', 'heartbeat', 't').code, 'ERR_MALFORMED_TOKEN');
+    assert.equal(store.verify(w.bearer, 'fetch_prompt', 't').usesLeft, null);
+  });
+
+  test(`${name}: a grant's strings come back exactly, ASCII or not, short or long`, () => {
+    const store = new TokenStore({ secret: SECRET, now: () => T0 });
+    const minted = [];
+    for (const agentId of ['w', 'agent-é', '😀'.repeat(3), 'a'.repeat(256)]) {
+      for (const taskId of [undefined, 't', 'tâche', 'x'.repeat(256)]) {
+        const m = store.mint(agentId, taskId ? 'worker' : 'observer', { taskId, scopes: ['read', 'ü'] });
+        minted.push({ ...m, agentId, taskId });
+      }
+    }
+    // Minting caps agent ids at 256 bytes; a token minted elsewhere with the
+    // same secret may carry more than the outbox holds, and comes back too.
+    for (const agentId of ['b'.repeat(5000), 'é'.repeat(2500)]) {
+      const token = signToken({
+        agent_id: agentId, role: 'worker', scopes: ['read', 'ü'], issued_at: T0, expire_at: T0 + 60,
+        max_uses: null, nonce: randomBytes(16).toString('hex'),
+      }, 'v2');
+      const bearer = toBearer(token);
+      const fingerprint = store.adopt(bearer, 't');
+      minted.push({ bearer, fingerprint, agentId, taskId: 't' });
+    }
+    for (const { bearer, fingerprint, agentId, taskId } of minted) {
+      const verb = taskId ? 'fetch_prompt' : 'read_trace';
+      for (const grant of [store.check(bearer, verb, taskId), store.verify(bearer, verb, taskId)]) {
+        assert.equal(grant.fingerprint, fingerprint);
+        assert.equal(grant.agentId, agentId);
+        assert.equal(grant.taskId, taskId ?? null);
+        assert.deepEqual(grant.scopes, ['read', 'ü']);
+      }
+    }
   });
 }
