@@ -167,9 +167,51 @@ function inboxPaths(glue) {
   }
 }
 
+// Must match MAX_SNAPSHOT_LEN in src/bindings.rs.
+const MAX_SNAPSHOT_LEN = 2 ** 30;
+
+/**
+ * TokenStore.restore writes the snapshot text into a staging buffer in the
+ * module's memory with TextEncoder.encodeInto: for a million records (a few
+ * hundred MB) the glue's per-character copy cost more than the parse.
+ * Anything but a string of snapshot size takes the ordinary path.
+ */
+function stagedRestore(glue) {
+  const cls = glue.TokenStore;
+  const ordinary = cls.restore;
+  const staged = cls.__restoreStaged;
+  delete cls.__restoreStaged;
+  const encoder = new TextEncoder();
+  cls.restore = function restore(snapshot, options, journal) {
+    if (typeof snapshot !== 'string' || snapshot.length > MAX_SNAPSHOT_LEN) {
+      return ordinary.call(this, snapshot, options, journal);
+    }
+    const memory = glue.__memory();
+    // One byte per unit fits ASCII text (what snapshot() writes); any other
+    // character makes the loop grow the stage for the rest, at 3 bytes a unit.
+    let capacity = snapshot.length;
+    let written = 0;
+    let read = 0;
+    for (;;) {
+      const at = glue.__stage(capacity);
+      if (at === 0) {
+        throw new CapTokenError('invalid snapshot: too large for the module\'s memory', { code: 'ERR_SNAPSHOT_INVALID' });
+      }
+      const rest = read === 0 ? snapshot : snapshot.slice(read);
+      const done = encoder.encodeInto(rest, new Uint8Array(memory.buffer, at + written, capacity - written));
+      read += done.read;
+      written += done.written;
+      if (read >= snapshot.length) break;
+      capacity = written + 3 * (snapshot.length - read);
+    }
+    return staged.call(this, written, options, journal);
+  };
+}
+
 /** Prepare the generated classes, once per module instance. */
 export function guardClasses(glue) {
   inboxPaths(glue);
+  stagedRestore(glue);
   guardClass(glue.TokenStore);
   guardClass(glue.CapTokenRecord);
 }

@@ -166,6 +166,43 @@ fn take_inbox(bearer_len: usize, task_len: i32) -> InboxArgs {
     })
 }
 
+thread_local! {
+    static STAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Grows the stage to hold at least `len` bytes, keeping what it holds, and
+/// returns where it starts; null when linear memory cannot hold that much.
+/// The entry module writes snapshot text there with `encodeInto` before
+/// `__restoreStaged`: a snapshot of a million records is hundreds of MB, and
+/// the glue's per-character copy of it cost more than parsing it.
+#[wasm_bindgen(js_name = "__stage")]
+pub fn stage(len: usize) -> *mut u8 {
+    STAGE.with(|stage| {
+        let Ok(mut stage) = stage.try_borrow_mut() else {
+            return core::ptr::null_mut();
+        };
+        if let Some(more) = len.checked_sub(stage.len()).filter(|&more| more > 0) {
+            if stage.try_reserve_exact(more).is_err() {
+                return core::ptr::null_mut();
+            }
+            stage.resize(len, 0);
+        }
+        stage.as_mut_ptr()
+    })
+}
+
+/// The first `len` bytes of the stage as text, leaving the stage empty.
+fn take_stage(len: usize) -> Result<String, CapTokenError> {
+    let mut bytes = STAGE
+        .with(|stage| stage.try_borrow_mut().map(|mut s| core::mem::take(&mut *s)))
+        .unwrap_or_default();
+    if len > bytes.len() {
+        return Err(CapTokenError::snapshot("snapshot was not staged"));
+    }
+    bytes.truncate(len);
+    String::from_utf8(bytes).map_err(|_| CapTokenError::snapshot("snapshot is not UTF-8 text"))
+}
+
 /// Bytes of linear memory the module holds now (for the benchmarks).
 #[wasm_bindgen(js_name = "__memoryBytes")]
 pub fn memory_bytes() -> f64 {
@@ -945,14 +982,22 @@ impl JsTokenStore {
         journal: JsValue,
     ) -> JsResult<JsTokenStore> {
         let snapshot = state_text_arg(&snapshot, "snapshot")?;
+        Self::restore_text(&snapshot, &options, &journal)
+    }
+
+    fn restore_text(
+        snapshot: &str,
+        options: &JsValue,
+        journal: &JsValue,
+    ) -> JsResult<JsTokenStore> {
         let journal = if journal.is_undefined() {
             String::new()
         } else {
-            state_text_arg(&journal, "journal")?
+            state_text_arg(journal, "journal")?
         };
-        let options = store_options_arg(&options)?;
+        let options = store_options_arg(options)?;
         let mut store = throw(TokenStore::restore_with_journal(
-            &snapshot,
+            snapshot,
             &journal,
             &options.secret,
             options.config,
@@ -960,6 +1005,17 @@ impl JsTokenStore {
         ))?;
         store.set_journaling(options.journal);
         Ok(JsTokenStore { store })
+    }
+
+    /// `restore` of snapshot text the entry module staged (see [`stage`]).
+    #[wasm_bindgen(js_name = "__restoreStaged")]
+    pub fn restore_staged(
+        len: usize,
+        options: JsValue,
+        journal: JsValue,
+    ) -> JsResult<JsTokenStore> {
+        let snapshot = throw(take_stage(len))?;
+        Self::restore_text(&snapshot, &options, &journal)
     }
 
     /// The journal lines written since the last call (needs `journal: true`).

@@ -277,3 +277,33 @@ describe('corrupted snapshots', () => {
     assert.equal(restored.size, world.store.size);
   });
 });
+
+// restore() writes the text into the module's memory with encodeInto, one
+// byte per unit first, growing the stage for anything beyond ASCII.
+describe('restore() of any text', () => {
+  it('non-ASCII ids round-trip, wherever they fall in the text', () => {
+    for (const agent of ['é', '😀'.repeat(20), 'ü-agent']) {
+      const { store } = makeStore();
+      const op = store.attachOperator(`op-${agent}`);
+      store.startTask(op.bearer, { taskId: `tâche-${agent}` });
+      const w = store.dispatchAttempt(op.bearer, `tâche-${agent}`, { maxUses: 3 });
+      store.mint(agent, 'observer', { scopes: ['lire', '读'] });
+      store.verify(w.bearer, 'fetch_prompt', `tâche-${agent}`);
+      const text = store.snapshot();
+      const restored = TokenStore.restore(text, { secret: SECRET, now: makeClock().now });
+      assert.equal(restored.snapshot(), text);
+      assert.equal(restored.verify(w.bearer, 'fetch_prompt', `tâche-${agent}`).usesLeft, 1);
+    }
+  });
+
+  it('odd strings are invalid snapshots, never a trap', () => {
+    const { store } = makeStore();
+    for (const text of ['', ' ', '\uD800', `{"version":1,"format":"v2","records":[],"tasks":[]}\uD800`, '€'.repeat(1000), 'null']) {
+      throwsCap(() => TokenStore.restore(text, { secret: SECRET }), 'ERR_SNAPSHOT_INVALID');
+    }
+    for (const text of [undefined, null, 42, {}, new String('{}')]) {
+      throwsCap(() => TokenStore.restore(text, { secret: SECRET }), 'ERR_INVALID_ARGUMENT');
+    }
+    assert.equal(TokenStore.restore(store.snapshot(), { secret: SECRET }).size, 0);
+  });
+});
