@@ -32,6 +32,7 @@
 pub mod clock;
 pub mod error;
 pub mod gate;
+mod hex;
 pub mod journal;
 pub mod record;
 pub mod role;

@@ -120,9 +120,8 @@ impl Signer {
         if token.v() != self.format.version_field() {
             return Err(CapTokenError::BadSignature);
         }
-        let mut presented = [0u8; 32];
-        base16ct::lower::decode(token.sig_hex(), &mut presented)
-            .map_err(|_| CapTokenError::BadSignature)?;
+        let presented: [u8; 32] =
+            crate::hex::decode_lower(token.sig_hex()).ok_or(CapTokenError::BadSignature)?;
         if bool::from(self.signature(token).ct_eq(&presented)) {
             Ok(())
         } else {

@@ -21,7 +21,7 @@ use crate::signer::SigningFormat;
 use crate::state::{Entry, MemoryState, Scopes, TaskNode};
 use crate::store::{check_task_id, StoreConfig, TokenStore};
 use crate::task::TaskInfo;
-use crate::token::{is_lower_hex, Fingerprint, Text, MAX_SAFE_INTEGER};
+use crate::token::{Fingerprint, Text, MAX_SAFE_INTEGER};
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -365,12 +365,9 @@ pub(crate) fn validate_record(
     if token.issued_at > MAX_SAFE_INTEGER || token.expire_at > MAX_SAFE_INTEGER {
         return Err(fault("time out of range"));
     }
-    let mut sig = [0u8; 32];
-    if !is_lower_hex(&token.sig_hex.0, 64)
-        || base16ct::lower::decode(&*token.sig_hex.0, &mut sig).is_err()
-    {
+    let Some(sig) = crate::hex::decode_lower(&token.sig_hex.0) else {
         return Err(fault("sig_hex is not 64 lowercase hex characters"));
-    }
+    };
     if !uses_fit(token.max_uses, record.uses_left) {
         return Err(fault("uses_left does not fit max_uses"));
     }

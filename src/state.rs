@@ -100,9 +100,8 @@ impl Entry {
     /// A fresh entry for a token whose signature was checked (uses_left =
     /// max_uses, not revoked).
     pub(crate) fn new(token: &impl TokenFields, task_id: Option<&str>) -> Self {
-        let mut sig = [0u8; 32];
         // The signer has already checked sig_hex is 64 hex characters.
-        let _ = base16ct::lower::decode(token.sig_hex(), &mut sig);
+        let sig = crate::hex::decode_lower(token.sig_hex()).unwrap_or([0; 32]);
         Entry {
             agent_id: token.agent_id().into(),
             scopes: Scopes::from_iter(token.scopes()),
@@ -153,9 +152,7 @@ impl Entry {
     /// text lets a holder move bytes between agent_id, role and scopes through
     /// `|` and `,` without changing the signed text. The record is the authority.
     pub(crate) fn matches(&self, token: &impl TokenFields) -> bool {
-        let mut sig = [0u8; 32];
-        base16ct::lower::decode(token.sig_hex(), &mut sig).is_ok()
-            && same_signature(&sig, &self.sig)
+        crate::hex::decode_lower(token.sig_hex()).is_some_and(|sig| same_signature(&sig, &self.sig))
             && self.role == token.role()
             && *self.agent_id == *token.agent_id()
             && self.scopes.is(token.scopes())

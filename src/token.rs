@@ -397,15 +397,9 @@ impl FromStr for Fingerprint {
 
     /// Parse 64 lowercase hex characters.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut bytes = [0u8; 32];
-        if !is_lower_hex(s, 64) {
-            return Err(CapTokenError::invalid(
-                "fingerprint is not 64 lowercase hex characters",
-            ));
-        }
-        base16ct::lower::decode(s, &mut bytes)
-            .map_err(|_| CapTokenError::invalid("fingerprint is not hex"))?;
-        Ok(Fingerprint(bytes))
+        crate::hex::decode_lower(s)
+            .map(Fingerprint)
+            .ok_or_else(|| CapTokenError::invalid("fingerprint is not 64 lowercase hex characters"))
     }
 }
 
