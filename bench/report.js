@@ -147,9 +147,50 @@ export function textReport(results, budgetList) {
     budgetTable(budgetList),
     '',
   ];
-  for (const [impl, why] of Object.entries(results.skipped ?? {})) parts.push(`note: ${IMPLS[impl]} ${why}`);
+  if (results.profile) parts.push('Where the time goes (CPU profile):', profileTable(results), profileReading(results), '');
+  for (const [impl, why] of Object.entries(results.skipped ?? {})) parts.push(`note: ${IMPLS[impl] ?? impl} ${why}`);
   if (busy(results)) parts.push(`note: the machine was busy (${busy(results)}): timings are noisy`);
   return `${parts.join('\n')}\n`;
+}
+
+const pct = (share) => `${(100 * share).toFixed(1)}%`;
+const BOUNDARY = 'JS ↔ wasm boundary (arguments, clock, Grant)';
+const OUTSIDE_CORE = [BOUNDARY, 'benchmark loop', 'garbage collection'];
+
+/** The CPU profile's categories for verify and check, as a table. */
+export function profileTable(results) {
+  const profile = results.profile;
+  if (!profile?.verify) return '';
+  const names = profile.verify.categories.map((c) => c.name);
+  for (const c of profile.check?.categories ?? []) if (!names.includes(c.name)) names.push(c.name);
+  const share = (op, name) => profile[op]?.categories.find((c) => c.name === name)?.share ?? 0;
+  return table(['where the time goes (self time)', 'verify', 'check'],
+    names.map((name) => [name, pct(share('verify', name)), pct(share('check', name))]));
+}
+
+/** What the profile says about the verify budgets, in figures of this run. */
+function profileReading(results) {
+  const verify = results.profile?.verify;
+  const median = value(results, 'verify', 'captoken');
+  const native = value(results, 'verify', 'native');
+  if (!verify || !median) return '';
+  const share = (names) => verify.categories.filter((c) => names.includes(c.name)).reduce((s, c) => s + c.share, 0);
+  const boundary = share([BOUNDARY]) * median;
+  const core = (1 - share(OUTSIDE_CORE)) * median;
+  const lines = [
+    `At the verify median of ${fmtTime(median)}, the JS ↔ wasm boundary takes ${fmtTime(boundary)} of each call and `
+      + `the Rust core running as WebAssembly about ${fmtTime(core)}`
+      + (native ? `, ${(core / native).toFixed(1)}× the same core natively (${fmtTime(native)}).` : '.'),
+  ];
+  return lines.join(' ');
+}
+
+/** The functions with the most self time in verify. */
+function topFunctions(results) {
+  const verify = results.profile?.verify;
+  if (!verify) return '';
+  return table(['function (verify)', 'what', 'self time'],
+    verify.functions.map((f) => [`\`${f.name.replace(/\|/g, '\\|').slice(0, 90)}\``, f.category, pct(f.share)]));
 }
 
 function notes(results) {
@@ -174,7 +215,7 @@ function notes(results) {
     lines.push(`- captoken linear memory after the snapshot and restore runs: ${int(results.peakMemoryBytes)} bytes `
       + '(linear memory never shrinks; the per-record figure is taken before them).');
   }
-  for (const [impl, why] of Object.entries(results.skipped ?? {})) lines.push(`- ${IMPLS[impl]}: ${why}.`);
+  for (const [impl, why] of Object.entries(results.skipped ?? {})) lines.push(`- ${IMPLS[impl] ?? impl}: ${why}.`);
   return lines.join('\n');
 }
 
@@ -259,7 +300,20 @@ ${budgetTable(budgetList)}
 ## Chart
 
 ![chart](${chartPath})
+${results.profile ? `
+## Where verify's time goes
 
+A CPU profile of the verify and check loops above (Node's sampling profiler at 50 µs, after a warm-up, against a
+build of the same release .wasm that keeps its function names; bench/profile.js). Self time summed by what each
+function does; "boundary" is everything that exists only because the call comes from JavaScript: the entry
+module, the generated glue and its shims, TextEncoder/TextDecoder, the \`now\` callback and the Grant object.
+
+${profileTable(results)}
+
+${profileReading(results)}
+
+${topFunctions(results)}
+` : ''}
 ## Notes
 
 ${notes(results)}

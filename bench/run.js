@@ -10,6 +10,8 @@
 // Each Node-side workload runs in a fresh child process (clean heap, clean
 // linear memory, no JIT state shared between implementations).
 //
+// A CPU profile of verify and check says where their time goes (bench/profile.js).
+//
 // Flags: --quick, --out DIR, --no-native, --no-browser, --no-build, --strict
 // (exit 1 when a budget fails), --render [results.json] (rewrite the outputs
 // from saved results, measuring nothing). Sizes: BENCH_TOKENS, BENCH_RECORDS, BENCH_RUNS.
@@ -24,6 +26,7 @@ import { extname, join, normalize, relative, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { measure, measureEach, median } from './measure.js';
+import { buildNamed, profileCaptoken } from './profile.js';
 import { IMPLS, budgets, chart, fmtTime, markdown, textReport } from './report.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -129,6 +132,8 @@ const CHILD = {
     return { verify: { ...result, note: best, variants: Object.fromEntries(
       Object.entries(all).map(([name, r]) => [name, r.median])) } };
   },
+  // Where verify's and check's time goes (bench/profile.js).
+  'profile:captoken': profileCaptoken,
   // Memory per live record, snapshot and restore, at `records` records.
   async 'big:captoken'(cfg) {
     const captoken = createRequire(import.meta.url)('captoken');
@@ -496,6 +501,16 @@ async function main() {
     put(impl, ops);
     if (snapshotBytes) results.snapshotBytes = snapshotBytes;
     if (peakMemoryBytes) results.peakMemoryBytes = peakMemoryBytes;
+  }
+
+  log('profile: verify and check against a build that keeps function names');
+  const named = mkdtempSync(join(os.tmpdir(), 'captoken-named-'));
+  try {
+    const failed = buildNamed(ROOT, named);
+    if (failed) results.skipped.profile = `skipped: ${failed}`;
+    else results.profile = runChild('profile:captoken', { ...cfg, dir: named, ops: ['verify', 'check'], ms: quick ? 200 : 3000 });
+  } finally {
+    rmSync(named, { recursive: true, force: true });
   }
 
   if (flag('--no-native')) {

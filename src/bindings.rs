@@ -16,7 +16,7 @@ use crate::task::TaskInfo;
 use crate::token::{CapToken, Fingerprint, MAX_BEARER_LEN, MAX_SAFE_INTEGER};
 use js_sys::{Array, Function, JsString, Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -133,37 +133,60 @@ fn verb_code_arg(code: u8) -> Result<Verb, CapTokenError> {
         .ok_or_else(|| CapTokenError::invalid("verb must be one of the verb names"))
 }
 
-/// The bearer (`bearer_len` bytes) and the task id (`task_len` bytes, none
-/// when negative) in the inbox, copied out so that a callback re-entering the
-/// module (a `now` clock) cannot overwrite them mid-decision.
-type InboxArgs = (
-    Result<String, CapTokenError>,
-    Result<Option<String>, CapTokenError>,
-);
+thread_local! {
+    /// The strings [`with_inbox`] copies into, kept from call to call.
+    static INBOX_COPIES: Cell<(String, String)> = const { Cell::new((String::new(), String::new())) };
+}
 
-fn take_inbox(bearer_len: usize, task_len: i32) -> InboxArgs {
-    INBOX.with(|inbox| {
+/// Appends the first `len` bytes of `area` to `out` when they are UTF-8.
+fn copy_utf8(area: &[u8], len: usize, out: &mut String) -> bool {
+    area.get(..len)
+        .and_then(|bytes| core::str::from_utf8(bytes).ok())
+        .map(|text| out.push_str(text))
+        .is_some()
+}
+
+/// Runs `decide` on the bearer (`bearer_len` bytes) and the task id
+/// (`task_len` bytes, none when negative) in the inbox. They are copied out
+/// first, so that a callback re-entering the module (a `now` clock) cannot
+/// overwrite them mid-decision, into strings kept from call to call (a call
+/// re-entered meanwhile makes its own), so that a decision allocates nothing
+/// here.
+fn with_inbox<R>(
+    bearer_len: usize,
+    task_len: i32,
+    decide: impl FnOnce(Result<&str, CapTokenError>, Result<Option<&str>, CapTokenError>) -> R,
+) -> R {
+    let (mut bearer, mut task_id) = INBOX_COPIES.take();
+    bearer.clear();
+    task_id.clear();
+    let (bearer_read, task_read) = INBOX.with(|inbox| {
         let inbox = inbox.borrow();
         let (bearer_area, task_area) = inbox
             .split_at_checked(INBOX_BEARER_BYTES)
             .unwrap_or((&[], &[]));
-        let bearer = bearer_area
-            .get(..bearer_len)
-            .and_then(|bytes| core::str::from_utf8(bytes).ok())
-            .map(str::to_owned)
-            .ok_or(CapTokenError::MalformedToken {
-                reason: "bearer is not UTF-8 text within the size limit",
-            });
-        let task_id = match usize::try_from(task_len) {
-            Err(_) => Ok(None),
-            Ok(len) => task_area
-                .get(..len)
-                .and_then(|bytes| core::str::from_utf8(bytes).ok())
-                .map(|text| Some(text.to_owned()))
-                .ok_or_else(|| CapTokenError::invalid("taskId is not well-formed UTF-16")),
+        let task_read = match usize::try_from(task_len) {
+            Err(_) => Some(false),
+            Ok(len) => copy_utf8(task_area, len, &mut task_id).then_some(true),
         };
-        (bearer, task_id)
-    })
+        (copy_utf8(bearer_area, bearer_len, &mut bearer), task_read)
+    });
+    let decided = decide(
+        if bearer_read {
+            Ok(&bearer)
+        } else {
+            Err(CapTokenError::MalformedToken {
+                reason: "bearer is not UTF-8 text within the size limit",
+            })
+        },
+        match task_read {
+            Some(true) => Ok(Some(&task_id)),
+            Some(false) => Ok(None),
+            None => Err(CapTokenError::invalid("taskId is not well-formed UTF-16")),
+        },
+    );
+    INBOX_COPIES.set((bearer, task_id));
+    decided
 }
 
 thread_local! {
@@ -1098,11 +1121,11 @@ impl JsTokenStore {
     /// `__verbNames()`: the same decision without the glue's string copies.
     #[wasm_bindgen(js_name = "__verifyInbox")]
     pub fn verify_inbox(&mut self, len: usize, verb: u8, task_len: i32) -> JsResult<JsValue> {
-        let (bearer, task_id) = take_inbox(len, task_len);
-        let bearer = throw(bearer)?;
-        let verb = throw(verb_code_arg(verb))?;
-        let task_id = throw(task_id)?;
-        self.verify_decoded(&bearer, verb, task_id.as_deref())
+        with_inbox(len, task_len, |bearer, task_id| {
+            let bearer = throw(bearer)?;
+            let verb = throw(verb_code_arg(verb))?;
+            self.verify_decoded(bearer, verb, throw(task_id)?)
+        })
     }
 
     fn verify_str(&mut self, bearer: &str, verb: &JsValue, task_id: &JsValue) -> JsResult<JsValue> {
@@ -1129,12 +1152,12 @@ impl JsTokenStore {
     /// `check` for a bearer and task id in the inbox (see `__verifyInbox`).
     #[wasm_bindgen(js_name = "__checkInbox")]
     pub fn check_inbox(&self, len: usize, verb: u8, task_len: i32) -> JsValue {
-        let (bearer, task_id) = take_inbox(len, task_len);
-        let decision = bearer.and_then(|bearer| {
-            let verb = verb_code_arg(verb)?;
-            self.store.check_ref(&bearer, verb, task_id?.as_deref())
-        });
-        decision_js(decision)
+        with_inbox(len, task_len, |bearer, task_id| {
+            decision_js(bearer.and_then(|bearer| {
+                let verb = verb_code_arg(verb)?;
+                self.store.check_ref(bearer, verb, task_id?)
+            }))
+        })
     }
 
     fn check_with(
