@@ -132,3 +132,26 @@ for (const [name, { TokenStore }] of [['node', node], ['web', web]]) {
     }
   });
 }
+
+for (const [name, { TokenStore }] of [['node', node], ['web', web]]) {
+  test(`${name}: a clock that decides on another store mid-call leaves this call's bearer and task alone`, () => {
+    const other = new TokenStore({ secret });
+    const otherOp = other.attachOperator('other-op');
+    other.startTask(otherOp.bearer, { taskId: 'other-task' });
+    const otherWorker = other.dispatchAttempt(otherOp.bearer, 'other-task');
+    let inner;
+    const store = new TokenStore({
+      secret,
+      now: () => {
+        inner = other.verify(otherWorker.bearer, 'fetch_prompt', 'other-task');
+        return 1_764_150_000;
+      },
+    });
+    const w = store.mint('w', 'worker', { taskId: 't', maxUses: 3 });
+    const grant = store.verify(w.bearer, 'fetch_prompt', 't');
+    assert.deepEqual([grant.agentId, grant.taskId, grant.usesLeft, grant.fingerprint], ['w', 't', 2, w.fingerprint]);
+    assert.equal(inner.agentId, 'worker-of-other-task');
+    const decision = store.check(w.bearer, 'fetch_prompt', 't');
+    assert.deepEqual([decision.allowed, decision.taskId, decision.usesLeft], [true, 't', 2]);
+  });
+}
