@@ -119,16 +119,16 @@ impl Serialize for RecordOut<'_> {
 pub(crate) struct RecordIn<'a> {
     pub(crate) fingerprint: Fingerprint,
     #[serde(borrow)]
-    token: TokenIn<'a>,
-    uses_left: Option<u32>,
-    revoked: bool,
+    pub(crate) token: TokenIn<'a>,
+    pub(crate) uses_left: Option<u32>,
+    pub(crate) revoked: bool,
     #[serde(default, borrow)]
-    task_id: Option<Text<'a>>,
+    pub(crate) task_id: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TokenIn<'a> {
+pub(crate) struct TokenIn<'a> {
     #[serde(default)]
     v: Option<u8>,
     #[serde(borrow)]
