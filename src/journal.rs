@@ -20,7 +20,7 @@ use crate::state::{Entry, MemoryState, TaskNode};
 use crate::store::check_task_id;
 use crate::task::TaskInfo;
 use crate::token::{Fingerprint, Text};
-use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// One state change, as written.
@@ -54,7 +54,7 @@ enum EventIn<'a> {
 }
 
 /// The value of a line's `op` field.
-#[derive(Deserialize)]
+#[derive(Clone, Copy, Deserialize)]
 #[serde(variant_identifier, rename_all = "snake_case")]
 enum Op {
     Record,
@@ -163,46 +163,153 @@ impl<'de> Visitor<'de> for AnyValue {
     }
 }
 
-// Second pass: the line as the shape its `op` names, `op` included (first, for
-// the array form). Like the variants of the tagged enum they replace, `record`
-// and `task` refuse unknown fields, the others ignore them.
+// Second pass: the line read again as the fields its `op` names, by one
+// visitor for every op. As the tagged enum's variants did, `record` and `task`
+// refuse unknown fields and the others ignore them; a field that may be null
+// reads as null when an object leaves it out (an array may leave out only a
+// record's `task_id`); an array lists the fields in order after the op.
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordLine<'a> {
-    #[serde(rename = "op")]
-    _op: IgnoredAny,
-    fingerprint: Fingerprint,
-    #[serde(borrow)]
-    token: TokenIn<'a>,
-    uses_left: Option<u32>,
-    revoked: bool,
-    #[serde(default, borrow)]
-    task_id: Option<Text<'a>>,
+#[derive(Clone, Copy)]
+enum Field {
+    Tag,
+    Fingerprint,
+    Token,
+    UsesLeft,
+    Revoked,
+    BoundTask,
+    TaskId,
+    ParentId,
+    SpawnDepth,
+    Now,
 }
 
-#[derive(Deserialize)]
-struct FingerprintLine {
-    #[serde(rename = "op")]
-    _op: IgnoredAny,
-    fingerprint: Fingerprint,
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::Tag => "op",
+            Field::Fingerprint => "fingerprint",
+            Field::Token => "token",
+            Field::UsesLeft => "uses_left",
+            Field::Revoked => "revoked",
+            Field::BoundTask | Field::TaskId => "task_id",
+            Field::ParentId => "parent_id",
+            Field::SpawnDepth => "spawn_depth",
+            Field::Now => "now",
+        }
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TaskLine {
-    #[serde(rename = "op")]
-    _op: IgnoredAny,
-    task_id: String,
-    parent_id: Option<String>,
-    spawn_depth: u32,
+impl Op {
+    /// The fields of a line of this op, in order, and whether other fields
+    /// are refused.
+    fn fields(self) -> (&'static [Field], bool) {
+        use Field::*;
+        match self {
+            Self::Record => (
+                &[Tag, Fingerprint, Token, UsesLeft, Revoked, BoundTask],
+                true,
+            ),
+            Self::Consume | Self::Revoke => (&[Tag, Fingerprint], false),
+            Self::Task => (&[Tag, TaskId, ParentId, SpawnDepth], true),
+            Self::Purge => (&[Tag, Now], false),
+        }
+    }
 }
 
-#[derive(Deserialize)]
-struct PurgeLine {
-    #[serde(rename = "op")]
-    _op: IgnoredAny,
-    now: u64,
+/// The fields read from one line; which ones depends on its op.
+#[derive(Default)]
+struct Fields<'a> {
+    fingerprint: Option<Fingerprint>,
+    token: Option<TokenIn<'a>>,
+    uses_left: Option<Option<u32>>,
+    revoked: Option<bool>,
+    bound_task: Option<Option<Text<'a>>>,
+    task_id: Option<String>,
+    parent_id: Option<Option<String>>,
+    spawn_depth: Option<u32>,
+    now: Option<u64>,
+}
+
+/// Reads the value of one field into its place.
+struct Slot<'f, 'a> {
+    fields: &'f mut Fields<'a>,
+    field: Field,
+}
+
+impl<'de> DeserializeSeed<'de> for Slot<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        let fields = self.fields;
+        match self.field {
+            Field::Tag => {
+                IgnoredAny::deserialize(deserializer)?;
+            }
+            Field::Fingerprint => {
+                fields.fingerprint = Some(Deserialize::deserialize(deserializer)?)
+            }
+            Field::Token => fields.token = Some(Deserialize::deserialize(deserializer)?),
+            Field::UsesLeft => fields.uses_left = Some(Deserialize::deserialize(deserializer)?),
+            Field::Revoked => fields.revoked = Some(Deserialize::deserialize(deserializer)?),
+            Field::BoundTask => fields.bound_task = Some(Deserialize::deserialize(deserializer)?),
+            Field::TaskId => fields.task_id = Some(Deserialize::deserialize(deserializer)?),
+            Field::ParentId => fields.parent_id = Some(Deserialize::deserialize(deserializer)?),
+            Field::SpawnDepth => fields.spawn_depth = Some(Deserialize::deserialize(deserializer)?),
+            Field::Now => fields.now = Some(Deserialize::deserialize(deserializer)?),
+        }
+        Ok(())
+    }
+}
+
+struct Shape(Op);
+
+impl<'de> Visitor<'de> for Shape {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("an event")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+        let (known, strict) = self.0.fields();
+        let mut fields = Fields::default();
+        let mut seen = 0u16;
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            match known.iter().find(|field| field.name() == key.0) {
+                Some(&field) => {
+                    let bit = 1 << field as u16;
+                    if seen & bit != 0 {
+                        return Err(de::Error::custom("duplicate field"));
+                    }
+                    seen |= bit;
+                    map.next_value_seed(Slot {
+                        fields: &mut fields,
+                        field,
+                    })?;
+                }
+                None if strict => return Err(de::Error::custom("unknown field")),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(fields)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fields<'de>, A::Error> {
+        let (known, _) = self.0.fields();
+        let mut fields = Fields::default();
+        for &field in known {
+            let slot = Slot {
+                fields: &mut fields,
+                field,
+            };
+            if seq.next_element_seed(slot)?.is_none() && !matches!(field, Field::BoundTask) {
+                return Err(de::Error::custom("missing element"));
+            }
+        }
+        Ok(fields)
+    }
 }
 
 /// Read one line. Once the first pass has read the whole line as JSON, a
@@ -210,38 +317,33 @@ struct PurgeLine {
 /// read the variant from its buffer, reported it.
 fn read_event(line: &str) -> Result<EventIn<'_>, serde_json::Error> {
     let Tagged(op) = serde_json::from_str(line)?;
-    read_shape(line, op).map_err(|_| de::Error::custom("not an event"))
+    read_shape(line, op).ok_or_else(|| de::Error::custom("not an event"))
 }
 
-fn read_shape(line: &str, op: Op) -> Result<EventIn<'_>, serde_json::Error> {
-    Ok(match op {
-        Op::Record => {
-            let record: RecordLine = serde_json::from_str(line)?;
-            EventIn::Record(RecordIn {
-                fingerprint: record.fingerprint,
-                token: record.token,
-                uses_left: record.uses_left,
-                revoked: record.revoked,
-                task_id: record.task_id,
-            })
-        }
+fn read_shape(line: &str, op: Op) -> Option<EventIn<'_>> {
+    let mut deserializer = serde_json::Deserializer::from_str(line);
+    let fields = (&mut deserializer).deserialize_any(Shape(op)).ok()?;
+    deserializer.end().ok()?;
+    Some(match op {
+        Op::Record => EventIn::Record(RecordIn {
+            fingerprint: fields.fingerprint?,
+            token: fields.token?,
+            uses_left: fields.uses_left.flatten(),
+            revoked: fields.revoked?,
+            task_id: fields.bound_task.flatten(),
+        }),
         Op::Consume => EventIn::Consume {
-            fingerprint: serde_json::from_str::<FingerprintLine>(line)?.fingerprint,
+            fingerprint: fields.fingerprint?,
         },
         Op::Revoke => EventIn::Revoke {
-            fingerprint: serde_json::from_str::<FingerprintLine>(line)?.fingerprint,
+            fingerprint: fields.fingerprint?,
         },
-        Op::Task => {
-            let task: TaskLine = serde_json::from_str(line)?;
-            EventIn::Task(TaskInfo {
-                task_id: task.task_id,
-                parent_id: task.parent_id,
-                spawn_depth: task.spawn_depth,
-            })
-        }
-        Op::Purge => EventIn::Purge {
-            now: serde_json::from_str::<PurgeLine>(line)?.now,
-        },
+        Op::Task => EventIn::Task(TaskInfo {
+            task_id: fields.task_id?,
+            parent_id: fields.parent_id.flatten(),
+            spawn_depth: fields.spawn_depth?,
+        }),
+        Op::Purge => EventIn::Purge { now: fields.now? },
     })
 }
 
@@ -471,6 +573,32 @@ mod tests {
             "{\"now\":5,\"op\":\"purge\",\"x\":[1,2}".into(),
             "{\"now\":\"x,\"op\":\"purge\"}".into(),
             "not json".into(),
+            format!("{{\"op\":\"record\",\"fingerprint\":{fp},\"token\":{token},\"revoked\":true}}"),
+            format!("{{\"op\":\"record\",\"fingerprint\":{fp},\"token\":{token},\"uses_left\":1}}"),
+            format!("{{\"op\":\"record\",\"token\":{token},\"uses_left\":1,\"revoked\":true}}"),
+            format!("{{\"op\":\"record\",{record},\"task_id\":5}}"),
+            format!("{{\"op\":\"record\",{record},\"now\":5}}"),
+            format!("{{\"op\":\"record\",{record},\"task_id\":\"t\",\"task_id\":\"t\"}}"),
+            format!("[\"record\",{fp},{token},3]"),
+            format!("[\"record\",{fp},{token},null,true,null]"),
+            format!("[\"record\",{fp},{token},3,false,\"t\",]"),
+            format!("{{\"op\":\"consume\",\"fingerprint\":{fp},\"now\":\"x\",\"token\":7}}"),
+            "{\"op\":\"revoke\"}".into(),
+            format!("[\"revoke\",{fp}]"),
+            "[\"revoke\",5]".into(),
+            "{\"op\":\"task\",\"parent_id\":null,\"spawn_depth\":0}".into(),
+            "{\"op\":\"task\",\"task_id\":\"t\",\"parent_id\":null}".into(),
+            "{\"op\":\"task\",\"task_id\":null,\"parent_id\":null,\"spawn_depth\":0}".into(),
+            "{\"op\":\"task\",\"task_id\":\"t\",\"task_id\":\"u\",\"spawn_depth\":0}".into(),
+            "{\"op\":\"task\",\"task_id\":\"t\",\"spawn_depth\":0,\"now\":1}".into(),
+            "[\"task\",\"t\",null]".into(),
+            "[\"task\",\"t\"]".into(),
+            "[\"task\",\"t\",\"p\",1,2]".into(),
+            "{\"op\":\"purge\",\"now\":5,\"now\":5}".into(),
+            "{\"op\":\"purge\",\"now\":null}".into(),
+            "{\"op\":\"purge\",\"now\":-5}".into(),
+            "[\"purge\"]".into(),
+            "[\"explode\",5]".into(),
             format!("{{\"op\":\"record\",{},\"task_id\":\"t\\n\"}}", record.replace("\"a\"", "\"a\\u00e9\"")),
             format!("{{\"op\":\"record\",{}}}", record.replace("\"v\":2,", "\"v\":2,\"nonce\":\"00\",")),
             format!("{{\"op\":\"record\",{}}}", record.replace("\"v\":2,", "\"v\":\"2\",")),
