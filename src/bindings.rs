@@ -208,6 +208,8 @@ fn throw<T>(result: Result<T, CapTokenError>) -> JsResult<T> {
     result.map_err(|e| to_js_error(&e))
 }
 
+// Out of line: inlined, its error building is copied into every caller.
+#[inline(never)]
 fn invalid(reason: impl Into<String>) -> JsValue {
     to_js_error(&CapTokenError::invalid(reason))
 }
