@@ -325,6 +325,8 @@ fn throw<T>(result: Result<T, CapTokenError>) -> JsResult<T> {
     result.map_err(|e| to_js_error(&e))
 }
 
+// Out of line: inlined, its error building is copied into every caller.
+#[inline(never)]
 fn invalid(reason: impl Into<String>) -> JsValue {
     to_js_error(&CapTokenError::invalid(reason))
 }
@@ -634,10 +636,14 @@ fn gate_arg(value: &JsValue) -> JsResult<Gate> {
 
 // ---- result conversion -----------------------------------------------
 
+/// `value` as JavaScript: serde_json's text read back by `JSON.parse`, so
+/// plain objects (fields in order), arrays, strings, numbers and nulls.
 fn to_js<T: Serialize + ?Sized>(value: &T) -> JsValue {
-    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
     // Plain strings, integers within 2^53 and nulls always convert.
-    value.serialize(&serializer).unwrap_or(JsValue::NULL)
+    serde_json::to_string(value)
+        .ok()
+        .and_then(|text| js_sys::JSON::parse(&text).ok())
+        .unwrap_or(JsValue::NULL)
 }
 
 #[derive(Serialize)]

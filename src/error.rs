@@ -212,12 +212,16 @@ impl CapTokenError {
         }
     }
 
+    // Out of line, as `snapshot`: only ever on a refusal, and reached from
+    // many places that would each get a copy.
+    #[inline(never)]
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {
         CapTokenError::InvalidArgument {
             reason: reason.into(),
         }
     }
 
+    #[inline(never)]
     pub(crate) fn snapshot(reason: impl Into<String>) -> Self {
         CapTokenError::SnapshotInvalid {
             reason: reason.into(),

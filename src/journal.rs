@@ -15,12 +15,13 @@
 
 use crate::error::CapTokenError;
 use crate::signer::SigningFormat;
-use crate::snapshot::{not_a_snapshot, validate_record, RecordIn, RecordOut};
+use crate::snapshot::{not_a_snapshot, validate_record, RecordIn, RecordOut, TokenIn};
 use crate::state::{Entry, MemoryState, TaskNode};
 use crate::store::check_task_id;
 use crate::task::TaskInfo;
-use crate::token::Fingerprint;
-use serde::{Deserialize, Serialize};
+use crate::token::{Fingerprint, Text};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// One state change, as written.
 #[derive(Serialize)]
@@ -44,21 +45,306 @@ pub(crate) enum Event<'a> {
 }
 
 /// One state change, as read back.
-#[derive(Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
 enum EventIn<'a> {
-    #[serde(borrow)]
     Record(RecordIn<'a>),
-    Consume {
-        fingerprint: Fingerprint,
-    },
-    Revoke {
-        fingerprint: Fingerprint,
-    },
+    Consume { fingerprint: Fingerprint },
+    Revoke { fingerprint: Fingerprint },
     Task(TaskInfo),
-    Purge {
-        now: u64,
-    },
+    Purge { now: u64 },
+}
+
+/// The value of a line's `op` field.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(variant_identifier, rename_all = "snake_case")]
+enum Op {
+    Record,
+    Consume,
+    Revoke,
+    Task,
+    Purge,
+}
+
+/// First pass over a line: its `op`, every other value read as any JSON
+/// value and dropped. Together with the second pass (the line read again as
+/// the shape its `op` names) this accepts and refuses exactly the lines that
+/// `#[serde(tag = "op")]` did, without its buffering of every value (much
+/// code): an object with one `op` anywhere in it, or an array whose first
+/// element is the op and whose other elements are the fields in order.
+struct Tagged(Op);
+
+impl<'de> Deserialize<'de> for Tagged {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TagVisitor)
+    }
+}
+
+struct TagVisitor;
+
+impl<'de> Visitor<'de> for TagVisitor {
+    type Value = Tagged;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("an event")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tagged, A::Error> {
+        let mut op = None;
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            if key.0 == "op" {
+                if op.is_some() {
+                    return Err(de::Error::duplicate_field("op"));
+                }
+                op = Some(map.next_value::<Op>()?);
+            } else {
+                map.next_value::<AnyValue>()?;
+            }
+        }
+        op.map(Tagged).ok_or_else(|| de::Error::missing_field("op"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tagged, A::Error> {
+        let op = seq
+            .next_element::<Op>()?
+            .ok_or_else(|| de::Error::missing_field("op"))?;
+        while seq.next_element::<AnyValue>()?.is_some() {}
+        Ok(Tagged(op))
+    }
+}
+
+/// Any JSON value, read in full (numbers in range, strings well-formed) and
+/// dropped.
+struct AnyValue;
+
+impl<'de> Deserialize<'de> for AnyValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AnyValue)
+    }
+}
+
+impl<'de> Visitor<'de> for AnyValue {
+    type Value = AnyValue;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+
+    fn visit_unit<E>(self) -> Result<AnyValue, E> {
+        Ok(AnyValue)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyValue, A::Error> {
+        while seq.next_element::<AnyValue>()?.is_some() {}
+        Ok(AnyValue)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyValue, A::Error> {
+        while map.next_entry::<AnyValue, AnyValue>()?.is_some() {}
+        Ok(AnyValue)
+    }
+}
+
+// Second pass: the line read again as the fields its `op` names, by one
+// visitor for every op. As the tagged enum's variants did, `record` and `task`
+// refuse unknown fields and the others ignore them; a field that may be null
+// reads as null when an object leaves it out (an array may leave out only a
+// record's `task_id`); an array lists the fields in order after the op.
+
+#[derive(Clone, Copy)]
+enum Field {
+    Tag,
+    Fingerprint,
+    Token,
+    UsesLeft,
+    Revoked,
+    BoundTask,
+    TaskId,
+    ParentId,
+    SpawnDepth,
+    Now,
+}
+
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::Tag => "op",
+            Field::Fingerprint => "fingerprint",
+            Field::Token => "token",
+            Field::UsesLeft => "uses_left",
+            Field::Revoked => "revoked",
+            Field::BoundTask | Field::TaskId => "task_id",
+            Field::ParentId => "parent_id",
+            Field::SpawnDepth => "spawn_depth",
+            Field::Now => "now",
+        }
+    }
+}
+
+impl Op {
+    /// The fields of a line of this op, in order, and whether other fields
+    /// are refused.
+    fn fields(self) -> (&'static [Field], bool) {
+        use Field::*;
+        match self {
+            Self::Record => (
+                &[Tag, Fingerprint, Token, UsesLeft, Revoked, BoundTask],
+                true,
+            ),
+            Self::Consume | Self::Revoke => (&[Tag, Fingerprint], false),
+            Self::Task => (&[Tag, TaskId, ParentId, SpawnDepth], true),
+            Self::Purge => (&[Tag, Now], false),
+        }
+    }
+}
+
+/// The fields read from one line; which ones depends on its op.
+#[derive(Default)]
+struct Fields<'a> {
+    fingerprint: Option<Fingerprint>,
+    token: Option<TokenIn<'a>>,
+    uses_left: Option<Option<u32>>,
+    revoked: Option<bool>,
+    bound_task: Option<Option<Text<'a>>>,
+    task_id: Option<String>,
+    parent_id: Option<Option<String>>,
+    spawn_depth: Option<u32>,
+    now: Option<u64>,
+}
+
+/// Reads the value of one field into its place.
+struct Slot<'f, 'a> {
+    fields: &'f mut Fields<'a>,
+    field: Field,
+}
+
+impl<'de> DeserializeSeed<'de> for Slot<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        let fields = self.fields;
+        match self.field {
+            Field::Tag => {
+                IgnoredAny::deserialize(deserializer)?;
+            }
+            Field::Fingerprint => {
+                fields.fingerprint = Some(Deserialize::deserialize(deserializer)?)
+            }
+            Field::Token => fields.token = Some(Deserialize::deserialize(deserializer)?),
+            Field::UsesLeft => fields.uses_left = Some(Deserialize::deserialize(deserializer)?),
+            Field::Revoked => fields.revoked = Some(Deserialize::deserialize(deserializer)?),
+            Field::BoundTask => fields.bound_task = Some(Deserialize::deserialize(deserializer)?),
+            Field::TaskId => fields.task_id = Some(Deserialize::deserialize(deserializer)?),
+            Field::ParentId => fields.parent_id = Some(Deserialize::deserialize(deserializer)?),
+            Field::SpawnDepth => fields.spawn_depth = Some(Deserialize::deserialize(deserializer)?),
+            Field::Now => fields.now = Some(Deserialize::deserialize(deserializer)?),
+        }
+        Ok(())
+    }
+}
+
+struct Shape(Op);
+
+impl<'de> Visitor<'de> for Shape {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("an event")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+        let (known, strict) = self.0.fields();
+        let mut fields = Fields::default();
+        let mut seen = 0u16;
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            match known.iter().find(|field| field.name() == key.0) {
+                Some(&field) => {
+                    let bit = 1 << field as u16;
+                    if seen & bit != 0 {
+                        return Err(de::Error::custom("duplicate field"));
+                    }
+                    seen |= bit;
+                    map.next_value_seed(Slot {
+                        fields: &mut fields,
+                        field,
+                    })?;
+                }
+                None if strict => return Err(de::Error::custom("unknown field")),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(fields)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fields<'de>, A::Error> {
+        let (known, _) = self.0.fields();
+        let mut fields = Fields::default();
+        for &field in known {
+            let slot = Slot {
+                fields: &mut fields,
+                field,
+            };
+            if seq.next_element_seed(slot)?.is_none() && !matches!(field, Field::BoundTask) {
+                return Err(de::Error::custom("missing element"));
+            }
+        }
+        Ok(fields)
+    }
+}
+
+/// Read one line. Once the first pass has read the whole line as JSON, a
+/// fault is always one of shape, with no position: as the tagged enum, which
+/// read the variant from its buffer, reported it.
+fn read_event(line: &str) -> Result<EventIn<'_>, serde_json::Error> {
+    let Tagged(op) = serde_json::from_str(line)?;
+    read_shape(line, op).ok_or_else(|| de::Error::custom("not an event"))
+}
+
+fn read_shape(line: &str, op: Op) -> Option<EventIn<'_>> {
+    let mut deserializer = serde_json::Deserializer::from_str(line);
+    let fields = (&mut deserializer).deserialize_any(Shape(op)).ok()?;
+    deserializer.end().ok()?;
+    Some(match op {
+        Op::Record => EventIn::Record(RecordIn {
+            fingerprint: fields.fingerprint?,
+            token: fields.token?,
+            uses_left: fields.uses_left.flatten(),
+            revoked: fields.revoked?,
+            task_id: fields.bound_task.flatten(),
+        }),
+        Op::Consume => EventIn::Consume {
+            fingerprint: fields.fingerprint?,
+        },
+        Op::Revoke => EventIn::Revoke {
+            fingerprint: fields.fingerprint?,
+        },
+        Op::Task => EventIn::Task(TaskInfo {
+            task_id: fields.task_id?,
+            parent_id: fields.parent_id.flatten(),
+            spawn_depth: fields.spawn_depth?,
+        }),
+        Op::Purge => EventIn::Purge { now: fields.now? },
+    })
 }
 
 /// Pending journal lines, written only while journaling is on.
@@ -119,7 +405,7 @@ pub(crate) fn replay(
         if line.trim().is_empty() {
             continue;
         }
-        let event: EventIn = serde_json::from_str(line).map_err(|e| {
+        let event = read_event(line).map_err(|e| {
             let CapTokenError::SnapshotInvalid { reason } = not_a_snapshot(e) else {
                 return fault(number, "not an event");
             };
@@ -172,4 +458,175 @@ pub(crate) fn replay(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    /// The representation `read_event` replaced, kept as its oracle.
+    #[derive(Deserialize)]
+    #[serde(tag = "op", rename_all = "snake_case")]
+    #[allow(dead_code)]
+    enum TaggedEnum<'a> {
+        #[serde(borrow)]
+        Record(RecordIn<'a>),
+        Consume {
+            fingerprint: Fingerprint,
+        },
+        Revoke {
+            fingerprint: Fingerprint,
+        },
+        Task(TaskInfo),
+        Purge {
+            now: u64,
+        },
+    }
+
+    fn kind(event: &EventIn<'_>) -> &'static str {
+        match event {
+            EventIn::Record(_) => "record",
+            EventIn::Consume { .. } => "consume",
+            EventIn::Revoke { .. } => "revoke",
+            EventIn::Task(_) => "task",
+            EventIn::Purge { .. } => "purge",
+        }
+    }
+
+    fn old_kind(event: &TaggedEnum<'_>) -> &'static str {
+        match event {
+            TaggedEnum::Record(_) => "record",
+            TaggedEnum::Consume { .. } => "consume",
+            TaggedEnum::Revoke { .. } => "revoke",
+            TaggedEnum::Task(_) => "task",
+            TaggedEnum::Purge { .. } => "purge",
+        }
+    }
+
+    #[test]
+    fn reads_exactly_what_the_tagged_enum_read() {
+        let fp = format!("\"{}\"", "ab".repeat(32));
+        let token = format!(
+            "{{\"v\":2,\"agent_id\":\"a\",\"role\":\"worker\",\"scopes\":[\"*\"],\"issued_at\":1,\"expire_at\":2,\"max_uses\":3,\"sig_hex\":\"{}\"}}",
+            "cd".repeat(32)
+        );
+        let record =
+            format!("\"fingerprint\":{fp},\"token\":{token},\"uses_left\":3,\"revoked\":false");
+        let lines = [
+            format!("{{\"op\":\"record\",{record},\"task_id\":\"t\"}}"),
+            format!("{{\"op\":\"record\",{record}}}"),
+            format!("{{{record},\"op\":\"record\"}}"),
+            format!("{{\"op\":\"record\",{record},\"task_id\":null}}"),
+            format!("{{\"op\":\"record\",{record},\"extra\":1}}"),
+            format!("{{\"op\":\"record\",{record},\"op\":\"record\"}}"),
+            format!("{{\"op\":\"record\",{record},\"revoked\":true}}"),
+            format!("{{\"op\":\"record\",\"fingerprint\":{fp}}}"),
+            format!("[\"record\",{fp},{token},3,false]"),
+            format!("[\"record\",{fp},{token},3,false,\"t\"]"),
+            format!("[\"record\",{fp},{token},3,false,\"t\",1]"),
+            format!("[\"record\",{fp},{token},null,false,null]"),
+            format!("{{\"op\":\"consume\",\"fingerprint\":{fp}}}"),
+            format!("{{\"fingerprint\":{fp},\"op\":\"consume\"}}"),
+            format!("{{\"op\":\"consume\",\"fingerprint\":{fp},\"nonce\":\"x\"}}"),
+            format!("{{\"op\":\"consume\",\"fingerprint\":{fp},\"x\":1e999}}"),
+            format!("{{\"op\":\"consume\",\"fingerprint\":{fp},\"x\":\"\\ud800\"}}"),
+            format!("{{\"op\":\"consume\",\"fingerprint\":{fp},\"x\":[1,{{\"a\":[-1.5e3,null,true]}}]}}"),
+            format!("{{\"op\":\"consume\",\"fingerprint\":{fp},\"x\":1,\"x\":2}}"),
+            format!("{{\"op\":\"consume\",\"fingerprint\":{fp},\"fingerprint\":{fp}}}"),
+            "{\"op\":\"consume\",\"fingerprint\":\"AB\"}".into(),
+            "{\"op\":\"consume\",\"fingerprint\":5}".into(),
+            "{\"op\":\"consume\"}".into(),
+            format!("[\"consume\",{fp}]"),
+            format!("[\"consume\",{fp},1]"),
+            "[\"consume\"]".into(),
+            format!("{{\"op\":\"revoke\",\"fingerprint\":{fp}}}"),
+            format!("{{\"op\":\"revoke\",\"fingerprint\":{fp},\"token\":{{}}}}"),
+            "{\"op\":\"task\",\"task_id\":\"t\",\"parent_id\":null,\"spawn_depth\":0}".into(),
+            "{\"op\":\"task\",\"task_id\":\"t\",\"parent_id\":\"p\",\"spawn_depth\":1}".into(),
+            "{\"op\":\"task\",\"task_id\":\"t\",\"spawn_depth\":0}".into(),
+            "{\"op\":\"task\",\"task_id\":\"t\",\"parent_id\":null,\"spawn_depth\":0,\"x\":0}".into(),
+            "{\"op\":\"task\",\"task_id\":\"t\",\"parent_id\":null,\"spawn_depth\":-1}".into(),
+            "{\"op\":\"task\",\"task_id\":\"t\",\"parent_id\":null,\"spawn_depth\":1.0}".into(),
+            "[\"task\",\"t\",null,0]".into(),
+            "{\"op\":\"purge\",\"now\":5}".into(),
+            "{\"op\":\"purge\",\"now\":5,\"then\":6}".into(),
+            "{\"op\":\"purge\",\"now\":\"5\"}".into(),
+            "{\"op\":\"purge\"}".into(),
+            "[\"purge\",5]".into(),
+            "[\"purge\",5,6]".into(),
+            "{\"op\":\"explode\"}".into(),
+            "{\"op\":null}".into(),
+            "{\"op\":0}".into(),
+            "{\"op\":{\"purge\":null},\"now\":5}".into(),
+            "{\"o\\u0070\":\"purge\",\"now\":5}".into(),
+            "{\"op\":\"purge\",\"op\":\"purge\",\"now\":5}".into(),
+            "{}".into(),
+            "[]".into(),
+            "[0]".into(),
+            "null".into(),
+            "5".into(),
+            "\"purge\"".into(),
+            "{\"op\":\"purge\",\"now\":5} x".into(),
+            "{\"op\":\"purge\",\"now\":5".into(),
+            "{\"op\":\"purge\",\"now\":5,}".into(),
+            "{\"now\":5,\"op\":\"purge\",\"x\":[1,2}".into(),
+            "{\"now\":\"x,\"op\":\"purge\"}".into(),
+            "not json".into(),
+            format!("{{\"op\":\"record\",\"fingerprint\":{fp},\"token\":{token},\"revoked\":true}}"),
+            format!("{{\"op\":\"record\",\"fingerprint\":{fp},\"token\":{token},\"uses_left\":1}}"),
+            format!("{{\"op\":\"record\",\"token\":{token},\"uses_left\":1,\"revoked\":true}}"),
+            format!("{{\"op\":\"record\",{record},\"task_id\":5}}"),
+            format!("{{\"op\":\"record\",{record},\"now\":5}}"),
+            format!("{{\"op\":\"record\",{record},\"task_id\":\"t\",\"task_id\":\"t\"}}"),
+            format!("[\"record\",{fp},{token},3]"),
+            format!("[\"record\",{fp},{token},null,true,null]"),
+            format!("[\"record\",{fp},{token},3,false,\"t\",]"),
+            format!("{{\"op\":\"consume\",\"fingerprint\":{fp},\"now\":\"x\",\"token\":7}}"),
+            "{\"op\":\"revoke\"}".into(),
+            format!("[\"revoke\",{fp}]"),
+            "[\"revoke\",5]".into(),
+            "{\"op\":\"task\",\"parent_id\":null,\"spawn_depth\":0}".into(),
+            "{\"op\":\"task\",\"task_id\":\"t\",\"parent_id\":null}".into(),
+            "{\"op\":\"task\",\"task_id\":null,\"parent_id\":null,\"spawn_depth\":0}".into(),
+            "{\"op\":\"task\",\"task_id\":\"t\",\"task_id\":\"u\",\"spawn_depth\":0}".into(),
+            "{\"op\":\"task\",\"task_id\":\"t\",\"spawn_depth\":0,\"now\":1}".into(),
+            "[\"task\",\"t\",null]".into(),
+            "[\"task\",\"t\"]".into(),
+            "[\"task\",\"t\",\"p\",1,2]".into(),
+            "{\"op\":\"purge\",\"now\":5,\"now\":5}".into(),
+            "{\"op\":\"purge\",\"now\":null}".into(),
+            "{\"op\":\"purge\",\"now\":-5}".into(),
+            "[\"purge\"]".into(),
+            "[\"explode\",5]".into(),
+            format!("{{\"op\":\"record\",{},\"task_id\":\"t\\n\"}}", record.replace("\"a\"", "\"a\\u00e9\"")),
+            format!("{{\"op\":\"record\",{}}}", record.replace("\"v\":2,", "\"v\":2,\"nonce\":\"00\",")),
+            format!("{{\"op\":\"record\",{}}}", record.replace("\"v\":2,", "\"v\":\"2\",")),
+            format!(" {{ \"op\" : \"consume\" , \"fingerprint\" : {fp} }} "),
+            "{\"op\":\"purge\",\"now\":5,\"op\":7}".into(),
+            "{\"op\":\"purge\",\"now\":18446744073709551616}".into(),
+            "{\"op\":\"purge\",\"now\":5,\"x\":18446744073709551616}".into(),
+            "{\"op\":\"purge\",\"now\":5,\"x\":-9223372036854775809}".into(),
+            "{\"op\":\"purge\",\"now\":5,\"x\":\"\\q\"}".into(),
+            format!("{{\"op\":\"purge\",\"now\":5,\"x\":{}{}}}", "[".repeat(140), "]".repeat(140)),
+            format!("{{\"op\":\"purge\",\"now\":5,\"x\":{}{}}}", "[".repeat(100), "]".repeat(100)),
+        ];
+        for line in &lines {
+            let new = read_event(line);
+            let old = serde_json::from_str::<TaggedEnum>(line);
+            match (&new, &old) {
+                (Ok(new), Ok(old)) => assert_eq!(kind(new), old_kind(old), "{line}"),
+                (Err(new), Err(old)) => assert_eq!(
+                    (new.classify(), new.line(), new.column()),
+                    (old.classify(), old.line(), old.column()),
+                    "{line}: {new} / {old}"
+                ),
+                _ => panic!(
+                    "{line}: new {:?}, old {:?}",
+                    new.as_ref().map(kind).map_err(ToString::to_string),
+                    old.as_ref().map(old_kind).map_err(ToString::to_string)
+                ),
+            }
+        }
+    }
 }

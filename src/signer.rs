@@ -106,7 +106,9 @@ impl Signer {
     pub fn seal(&self, token: &mut CapToken) {
         token.v = self.format.version_field();
         let mut buf = [0u8; 64];
-        let signature = self.signature(&*token);
+        // Signed as the borrowed TokenRef a decision verifies, so the module
+        // holds one instance of the signing code, not one per token type.
+        let signature = self.signature(&token.as_token_ref());
         token.sig_hex = base16ct::lower::encode_str(&signature, &mut buf)
             .map(str::to_owned)
             .unwrap_or_default();

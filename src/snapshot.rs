@@ -25,7 +25,6 @@ use crate::token::{Fingerprint, Text, MAX_SAFE_INTEGER};
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::HashMap;
 
 /// The snapshot format version this crate writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -119,16 +118,16 @@ impl Serialize for RecordOut<'_> {
 pub(crate) struct RecordIn<'a> {
     pub(crate) fingerprint: Fingerprint,
     #[serde(borrow)]
-    token: TokenIn<'a>,
-    uses_left: Option<u32>,
-    revoked: bool,
+    pub(crate) token: TokenIn<'a>,
+    pub(crate) uses_left: Option<u32>,
+    pub(crate) revoked: bool,
     #[serde(default, borrow)]
-    task_id: Option<Text<'a>>,
+    pub(crate) task_id: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TokenIn<'a> {
+pub(crate) struct TokenIn<'a> {
     #[serde(default)]
     v: Option<u8>,
     #[serde(borrow)]
@@ -281,15 +280,7 @@ impl<'de> Visitor<'de> for SnapshotSeed<'_> {
             ));
             return Err(self.fail(fault));
         }
-        match validate_tasks(tasks) {
-            Ok(tasks) => {
-                for (task_id, node) in tasks {
-                    self.state.insert_task(&task_id, node);
-                }
-                Ok(())
-            }
-            Err(fault) => Err(self.fail(fault)),
-        }
+        insert_tasks(self.state, &tasks).map_err(|fault| self.fail(fault))
     }
 }
 
@@ -393,24 +384,31 @@ pub(crate) fn validate_record(
 }
 
 /// Unique ids; roots at depth 0; every child one below a parent that exists.
-/// Depth rising by exactly one per edge also rules out cycles.
-fn validate_tasks(tasks: Vec<TaskInfo>) -> Result<Vec<(Box<str>, TaskNode)>, CapTokenError> {
-    let mut depths: HashMap<&str, u32> = HashMap::with_capacity(tasks.len());
-    for task in &tasks {
+/// Depth rising by exactly one per edge also rules out cycles. Checked in the
+/// state's own task map (a fault discards the state).
+fn insert_tasks(state: &mut MemoryState, tasks: &[TaskInfo]) -> Result<(), CapTokenError> {
+    for task in tasks {
         check_task_id(&task.task_id).map_err(|_| CapTokenError::snapshot("invalid task id"))?;
-        if depths.insert(&task.task_id, task.spawn_depth).is_some() {
+        if state.task(&task.task_id).is_some() {
             return Err(CapTokenError::snapshot(format!(
                 "duplicate task {:?}",
                 task.task_id
             )));
         }
+        state.insert_task(
+            &task.task_id,
+            TaskNode {
+                parent_id: task.parent_id.as_deref().map(Box::from),
+                spawn_depth: task.spawn_depth,
+            },
+        );
     }
-    for task in &tasks {
+    for task in tasks {
         let fits = match &task.parent_id {
             None => task.spawn_depth == 0,
-            Some(parent) => depths
-                .get(parent.as_str())
-                .is_some_and(|depth| depth.checked_add(1) == Some(task.spawn_depth)),
+            Some(parent) => state
+                .task(parent)
+                .is_some_and(|parent| parent.spawn_depth.checked_add(1) == Some(task.spawn_depth)),
         };
         if !fits {
             return Err(CapTokenError::snapshot(format!(
@@ -419,16 +417,5 @@ fn validate_tasks(tasks: Vec<TaskInfo>) -> Result<Vec<(Box<str>, TaskNode)>, Cap
             )));
         }
     }
-    Ok(tasks
-        .into_iter()
-        .map(|task| {
-            (
-                task.task_id.into_boxed_str(),
-                TaskNode {
-                    parent_id: task.parent_id.map(String::into_boxed_str),
-                    spawn_depth: task.spawn_depth,
-                },
-            )
-        })
-        .collect())
+    Ok(())
 }

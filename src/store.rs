@@ -684,22 +684,40 @@ impl TokenStore {
 
     /// Every record with its fingerprint, ordered by fingerprint.
     pub fn records(&self) -> Vec<(Fingerprint, CapTokenRecord)> {
-        let mut records: Vec<_> = self
-            .state
-            .entries()
-            .map(|(fp, entry)| (*fp, entry.to_record()))
-            .collect();
-        records.sort_unstable_by_key(|(fp, _)| *fp);
-        records
+        let entries: Vec<_> = self.state.entries().collect();
+        let keys = entries
+            .iter()
+            .map(|(fingerprint, _)| (0, fingerprint.as_bytes().as_slice()));
+        ascending(keys)
+            .filter_map(|at| entries.get(at))
+            .map(|(fingerprint, entry)| (**fingerprint, entry.to_record()))
+            .collect()
     }
 
     /// Every tracked task, ordered by depth, then id.
     pub fn tasks(&self) -> Vec<TaskInfo> {
-        let mut tasks: Vec<TaskInfo> = self.state.tasks().map(|(id, node)| node.info(id)).collect();
-        tasks
-            .sort_unstable_by(|a, b| (a.spawn_depth, &a.task_id).cmp(&(b.spawn_depth, &b.task_id)));
-        tasks
+        let tasks: Vec<_> = self.state.tasks().collect();
+        let keys = tasks
+            .iter()
+            .map(|(task_id, node)| (node.spawn_depth, task_id.as_bytes()));
+        ascending(keys)
+            .filter_map(|at| tasks.get(at))
+            .map(|(task_id, node)| node.info(task_id))
+            .collect()
     }
+}
+
+/// The positions of `keys` in ascending order of the keys, which are unique
+/// (fingerprints, task ids). Every ordered listing sorts through here, so
+/// the module holds one instance of the sort (ordering the small keys rather
+/// than the listed items also moves less).
+fn ascending<'a>(keys: impl Iterator<Item = (u32, &'a [u8])>) -> impl Iterator<Item = usize> + 'a {
+    let mut keys: Vec<(u32, &[u8], usize)> = keys
+        .enumerate()
+        .map(|(at, (rank, key))| (rank, key, at))
+        .collect();
+    keys.sort_unstable();
+    keys.into_iter().map(|(_, _, at)| at)
 }
 
 fn no_randomness() -> CapTokenError {

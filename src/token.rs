@@ -276,11 +276,13 @@ impl<'a> TokenRef<'a> {
         URL_SAFE_NO_PAD
             .decode_vec(bearer, buf)
             .map_err(|_| malformed("bearer is not URL-safe base64 without padding"))?;
-        // One UTF-8 check of the whole text, rather than one per string.
-        let text =
-            core::str::from_utf8(buf).map_err(|_| malformed("bearer is not a token's JSON"))?;
-        let token: TokenRef<'a> =
-            serde_json::from_str(text).map_err(|_| malformed("bearer is not a token's JSON"))?;
+        // As text: the module then holds one instance of serde_json's parser
+        // (every other input is text). JSON that from_slice would accept is
+        // UTF-8 throughout, and StrRead skips the per-string UTF-8 check.
+        let token: TokenRef<'a> = core::str::from_utf8(buf)
+            .ok()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .ok_or(malformed("bearer is not a token's JSON"))?;
         check_shape(&token)?;
         if token.v == Some(V2) && token.role.1 {
             return Err(malformed("a v2 token names its role in lower case"));

@@ -473,3 +473,32 @@ fn start_task_and_dispatch_spend_one_use_of_the_caller() {
         Some("c")
     );
 }
+
+#[test]
+fn listings_are_ordered_tasks_by_depth_then_id_records_by_fingerprint() {
+    let (mut store, _clock) = store();
+    let op = operator(&mut store);
+    for root in ["r-b", "r-a", "r-c"] {
+        store.start_task(&op.bearer, Some(root)).unwrap();
+    }
+    for (parent, child) in [("r-c", "c-a"), ("r-a", "c-b"), ("r-b", "b"), ("r-a", "a")] {
+        let w = store
+            .dispatch_attempt(&op.bearer, parent, MintOptions::default())
+            .unwrap();
+        store.start_task(&w.bearer, Some(child)).unwrap();
+    }
+    let ids: Vec<(u32, String)> = store
+        .tasks()
+        .into_iter()
+        .map(|t| (t.spawn_depth, t.task_id))
+        .collect();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(ids.len(), 7);
+    let fingerprints: Vec<_> = store.records().into_iter().map(|(fp, _)| fp).collect();
+    let mut expected = fingerprints.clone();
+    expected.sort();
+    assert_eq!(fingerprints, expected);
+    assert_eq!(fingerprints.len(), 5);
+}
