@@ -725,34 +725,29 @@ fn grant_js(grant: &GrantRef<'_>, allowed: Option<bool>) -> JsValue {
         };
         let allowed = allowed.unwrap_or(false);
         let role = grant.role().code();
-        if let Some((agent_len, task_len)) = write_outbox(grant) {
-            return factory.make_grant(
-                &JsValue::UNDEFINED,
-                allowed,
-                role,
-                &scopes,
-                grant.uses_left(),
-                agent_len,
-                task_len,
-                None,
-                None,
-                None,
-            );
-        }
         let mut hex = [0u8; 64];
-        let fingerprint = base16ct::lower::encode_str(grant.fingerprint().as_bytes(), &mut hex)
-            .unwrap_or_default();
+        let (agent_len, task_len, fingerprint, agent_id, task_id) = match write_outbox(grant) {
+            Some((agent_len, task_len)) => (agent_len, task_len, None, None, None),
+            // Too long for the outbox: the strings go as arguments.
+            None => (
+                -1,
+                -1,
+                base16ct::lower::encode_str(grant.fingerprint().as_bytes(), &mut hex).ok(),
+                Some(grant.agent_id()),
+                grant.task_id(),
+            ),
+        };
         return factory.make_grant(
             &JsValue::UNDEFINED,
             allowed,
             role,
             &scopes,
             grant.uses_left(),
-            -1,
-            -1,
-            Some(fingerprint),
-            Some(grant.agent_id()),
-            grant.task_id(),
+            agent_len,
+            task_len,
+            fingerprint,
+            agent_id,
+            task_id,
         );
     }
     // Loaded without the package entry: build it field by field.
