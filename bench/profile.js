@@ -52,10 +52,11 @@ const CATEGORIES = [
     /captoken::(store|state|verifier|gate|record|signer|hex|token|role)::|same_signature|memcmp/.test(name)],
   // Everything that exists only because the call crosses from JavaScript:
   // the entry module, the generated glue, its shims, the clock callback,
-  // TextEncoder/TextDecoder and the Grant object.
+  // TextEncoder/TextDecoder and the Grant object (with its fingerprint in hex).
   ['JS ↔ wasm boundary (arguments, clock, Grant)', (name, url) =>
     /\/js\/common\.js$|captoken\.js$|^node:internal|encoding/.test(url) || url === ''
-    || /^wasm-to-js|^js-to-wasm|shim|captoken::bindings|wasm_bindgen|js_sys|__wbg|__externref|__wbindgen/.test(name)],
+    || /^wasm-to-js|^js-to-wasm|shim|captoken::bindings|wasm_bindgen|js_sys|__wbg|__externref|__wbindgen|base16ct/
+      .test(name)],
 ];
 
 function categorise(name, url) {

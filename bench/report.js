@@ -182,6 +182,13 @@ function profileReading(results) {
       + `the Rust core running as WebAssembly about ${fmtTime(core)}`
       + (native ? `, ${(core / native).toFixed(1)}× the same core natively (${fmtTime(native)}).` : '.'),
   ];
+  const budget = BUDGET_LINES.verify;
+  if (core > budget) {
+    lines.push(`The core alone, as WebAssembly, takes more than the ${fmtTime(budget)} budget: no work on the boundary`
+      + ' can bring verify within it.');
+  } else if (median > budget) {
+    lines.push(`Within the ${fmtTime(budget)} budget, the boundary could take at most ${fmtTime(budget - core)}.`);
+  }
   return lines.join(' ');
 }
 
