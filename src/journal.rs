@@ -435,22 +435,10 @@ pub(crate) fn replay(
                 if state.task(&task.task_id).is_some() {
                     return Err(fault(number, "task already exists"));
                 }
-                let fits = match task.parent_id.as_deref() {
-                    None => task.spawn_depth == 0,
-                    Some(parent) => state.task(parent).is_some_and(|parent| {
-                        parent.spawn_depth.checked_add(1) == Some(task.spawn_depth)
-                    }),
-                };
-                if !fits {
+                if !state.fits_parent(&task) {
                     return Err(fault(number, "task does not fit its parent"));
                 }
-                state.insert_task(
-                    &task.task_id,
-                    TaskNode {
-                        parent_id: task.parent_id.map(String::into_boxed_str),
-                        spawn_depth: task.spawn_depth,
-                    },
-                );
+                state.insert_task(&task.task_id, TaskNode::from(&task));
             }
             EventIn::Purge { now } => {
                 state.purge_expired(now);

@@ -383,9 +383,9 @@ pub(crate) fn validate_record(
     })
 }
 
-/// Unique ids; roots at depth 0; every child one below a parent that exists.
-/// Depth rising by exactly one per edge also rules out cycles. Checked in the
-/// state's own task map (a fault discards the state).
+/// Unique ids, and every task where its depth says (see
+/// [`MemoryState::fits_parent`]). Parents may come after their children, so
+/// every task is inserted before any is checked; a fault discards the state.
 fn insert_tasks(state: &mut MemoryState, tasks: &[TaskInfo]) -> Result<(), CapTokenError> {
     for task in tasks {
         check_task_id(&task.task_id).map_err(|_| CapTokenError::snapshot("invalid task id"))?;
@@ -395,22 +395,10 @@ fn insert_tasks(state: &mut MemoryState, tasks: &[TaskInfo]) -> Result<(), CapTo
                 task.task_id
             )));
         }
-        state.insert_task(
-            &task.task_id,
-            TaskNode {
-                parent_id: task.parent_id.as_deref().map(Box::from),
-                spawn_depth: task.spawn_depth,
-            },
-        );
+        state.insert_task(&task.task_id, TaskNode::from(task));
     }
     for task in tasks {
-        let fits = match &task.parent_id {
-            None => task.spawn_depth == 0,
-            Some(parent) => state
-                .task(parent)
-                .is_some_and(|parent| parent.spawn_depth.checked_add(1) == Some(task.spawn_depth)),
-        };
-        if !fits {
+        if !state.fits_parent(task) {
             return Err(CapTokenError::snapshot(format!(
                 "task {:?} does not fit its parent",
                 task.task_id

@@ -193,6 +193,15 @@ pub(crate) struct TaskNode {
     pub(crate) spawn_depth: u32,
 }
 
+impl From<&TaskInfo> for TaskNode {
+    fn from(task: &TaskInfo) -> Self {
+        TaskNode {
+            parent_id: task.parent_id.as_deref().map(Box::from),
+            spawn_depth: task.spawn_depth,
+        }
+    }
+}
+
 /// The records and tasks of one store, in process memory.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryState {
@@ -299,6 +308,18 @@ impl MemoryState {
 
     pub(crate) fn insert_task(&mut self, task_id: &str, node: TaskNode) {
         self.tasks.insert(task_id.into(), node);
+    }
+
+    /// Whether a task read back (from a snapshot or a journal) sits where its
+    /// depth says: a root at depth 0, or one below a parent held here. Depth
+    /// rising by exactly one per edge also rules out cycles.
+    pub(crate) fn fits_parent(&self, task: &TaskInfo) -> bool {
+        match task.parent_id.as_deref() {
+            None => task.spawn_depth == 0,
+            Some(parent) => self
+                .task(parent)
+                .is_some_and(|parent| parent.spawn_depth.checked_add(1) == Some(task.spawn_depth)),
+        }
     }
 }
 
