@@ -295,7 +295,7 @@ impl TokenStore {
             issued_at: now,
             expire_at,
             max_uses: options.max_uses,
-            nonce: new_nonce()?,
+            nonce: random_hex::<16>()?,
             sig_hex: String::new(),
         };
         self.verifier.signer().seal(&mut token);
@@ -570,11 +570,7 @@ impl TokenStore {
 
     fn new_task_id(&self) -> Result<TaskId, CapTokenError> {
         loop {
-            let mut bytes = [0u8; 6];
-            getrandom::fill(&mut bytes).map_err(|_| no_randomness())?;
-            let mut buf = [0u8; 12];
-            let hex = base16ct::lower::encode_str(&bytes, &mut buf).map_err(|_| no_randomness())?;
-            let id = format!("task-{hex}");
+            let id = format!("task-{}", random_hex::<6>()?);
             if self.state.task(&id).is_none() {
                 return Ok(id);
             }
@@ -724,13 +720,11 @@ fn no_randomness() -> CapTokenError {
     CapTokenError::invalid("the system random number generator is unavailable")
 }
 
-fn new_nonce() -> Result<String, CapTokenError> {
-    let mut bytes = [0u8; 16];
+/// `N` bytes from the operating system's CSPRNG, in lowercase hex.
+fn random_hex<const N: usize>() -> Result<String, CapTokenError> {
+    let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|_| no_randomness())?;
-    let mut buf = [0u8; 32];
-    base16ct::lower::encode_str(&bytes, &mut buf)
-        .map(str::to_owned)
-        .map_err(|_| no_randomness())
+    Ok(base16ct::lower::encode_string(&bytes))
 }
 
 fn check_text(what: &str, text: &str, max: usize) -> Result<(), CapTokenError> {
