@@ -3,38 +3,24 @@
 // summed by what each function does. Run by bench/run.js (one child process).
 
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import { join } from 'node:path';
 
-// The same binaryen passes and features as scripts/build.sh, plus -g (keep names).
-const WASM_OPT = ['-Os', '-g', '--strip-producers', '--enable-bulk-memory', '--enable-nontrapping-float-to-int',
-  '--enable-sign-ext', '--enable-mutable-globals', '--enable-reference-types', '--enable-multivalue'];
-
 /**
- * Build the Node flavour of the package into `dir` from the release .wasm
- * scripts/build.sh compiled, keeping function names. Returns an error
- * message, or null.
+ * Build the package into `dir`/pkg with scripts/build.sh, keeping function
+ * names (the same code and passes as pkg/ otherwise), with a copy of js/
+ * beside it. Returns an error message, or null.
  */
 export function buildNamed(root, dir) {
-  const wasm = join(root, 'target/wasm32-unknown-unknown/release/captoken.wasm');
-  if (!existsSync(wasm)) return `${wasm} not found (run npm run build)`;
-  const env = { ...process.env, PATH: `${os.homedir()}/.cargo/bin:${process.env.PATH}` };
-  const out = join(dir, 'pkg/node');
-  mkdirSync(out, { recursive: true });
-  const steps = [
-    ['wasm-bindgen', ['--target', 'nodejs', '--out-dir', out, '--no-typescript', '--keep-debug', wasm]],
-    [join(root, 'node_modules/.bin/wasm-opt'), [...WASM_OPT, join(out, 'captoken_bg.wasm'), '-o',
-      join(out, 'captoken_bg.wasm')]],
-  ];
-  for (const [command, args] of steps) {
-    const run = spawnSync(command, args, { env, encoding: 'utf8' });
-    if (run.status !== 0) return `${command} failed: ${run.error ?? run.stderr}`;
-  }
+  const run = spawnSync('bash', ['scripts/build.sh'], {
+    cwd: root,
+    env: { ...process.env, CAPTOKEN_PKG_DIR: join(dir, 'pkg'), CAPTOKEN_KEEP_NAMES: '1' },
+    encoding: 'utf8',
+  });
+  if (run.status !== 0) return `scripts/build.sh failed: ${run.error ?? run.stderr}`;
   cpSync(join(root, 'js'), join(dir, 'js'), { recursive: true });
-  writeFileSync(join(out, 'package.json'), '{ "type": "commonjs" }\n');
   writeFileSync(join(dir, 'package.json'), '{ "type": "module" }\n');
   return null;
 }

@@ -5,6 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# CAPTOKEN_PKG_DIR builds elsewhere than pkg/; CAPTOKEN_KEEP_NAMES=1 keeps
+# function names in the .wasm (bench/profile.js profiles such a build of the
+# very same code).
+pkg=${CAPTOKEN_PKG_DIR:-pkg}
+if [ "${CAPTOKEN_KEEP_NAMES:-}" = 1 ]; then
+  bindgen_debug=(--keep-debug)
+  opt_debug=-g
+else
+  bindgen_debug=()
+  opt_debug=--strip-debug
+fi
+
 cargo build --release --target wasm32-unknown-unknown --lib --quiet
 wasm=target/wasm32-unknown-unknown/release/captoken.wasm
 # Build beside pkg/ and swap it in at the end, so a test running meanwhile
@@ -14,8 +26,8 @@ chmod 755 "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 for target in nodejs web; do
   out=$tmp/${target/nodejs/node}
-  wasm-bindgen --target "$target" --out-dir "$out" --no-typescript "$wasm"
-  node_modules/.bin/wasm-opt -Os --strip-debug --strip-producers \
+  wasm-bindgen --target "$target" --out-dir "$out" --no-typescript "${bindgen_debug[@]}" "$wasm"
+  node_modules/.bin/wasm-opt -Os "$opt_debug" --strip-producers \
     --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
     --enable-mutable-globals --enable-reference-types --enable-multivalue \
     "$out/captoken_bg.wasm" -o "$out/captoken_bg.wasm"
@@ -23,10 +35,10 @@ done
 # The package is "type": "module"; the Node flavour is CommonJS.
 printf '{ "type": "commonjs" }\n' > "$tmp/node/package.json"
 printf '{ "type": "module" }\n' > "$tmp/web/package.json"
-rm -rf pkg.old
-[ -d pkg ] && mv pkg pkg.old
-mv "$tmp" pkg
-rm -rf pkg.old
-raw=$(wc -c < pkg/web/captoken_bg.wasm)
-gz=$(gzip -9 -c pkg/web/captoken_bg.wasm | wc -c)
-echo "build: pkg/ ready (captoken_bg.wasm: $raw bytes, $gz gzipped)"
+rm -rf "$pkg.old"
+[ -d "$pkg" ] && mv "$pkg" "$pkg.old"
+mv "$tmp" "$pkg"
+rm -rf "$pkg.old"
+raw=$(wc -c < "$pkg/web/captoken_bg.wasm")
+gz=$(gzip -9 -c "$pkg/web/captoken_bg.wasm" | wc -c)
+echo "build: $pkg/ ready (captoken_bg.wasm: $raw bytes, $gz gzipped)"
