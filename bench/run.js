@@ -311,7 +311,7 @@ async function runNative(cfg, criterionHome) {
     CAPTOKEN_BENCH_QUICK: cfg.quick ? '1' : '0',
     CARGO_TERM_COLOR: 'never',
   };
-  // The ceiling: the bench profile inherits the release profile's opt-level "z"
+  // The ceiling: the bench profile inherits the release profile's opt-level "s"
   // (chosen for the .wasm size); natively the fastest code is opt-level 3.
   const optLevel = process.env.CAPTOKEN_BENCH_NATIVE_OPT_LEVEL ?? '3';
   if (!cfg.quick) env.CARGO_PROFILE_BENCH_OPT_LEVEL = optLevel;
