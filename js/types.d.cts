@@ -9,12 +9,13 @@ export type Verb =
   | 'post_result' | 'verify_token' | 'emit_output' | 'subscribe_events' | 'read_trace'
   | 'answer_query' | 'override_verdict' | 'pause_loop' | 'resume_loop' | 'inject_directive';
 
-/** The 12 stable error codes. */
+/** The 14 stable error codes. */
 export type ErrorCode =
   | 'ERR_MALFORMED_TOKEN' | 'ERR_BAD_SIGNATURE' | 'ERR_TOKEN_EXPIRED' | 'ERR_ROLE_VIOLATION'
   | 'ERR_TOKEN_NOT_FOUND' | 'ERR_TOKEN_TASK_MISMATCH' | 'ERR_TOKEN_REVOKED'
   | 'ERR_TOKEN_USES_EXHAUSTED' | 'ERR_SPAWN_DEPTH_EXCEEDED' | 'ERR_TASK_NOT_FOUND'
-  | 'ERR_INVALID_ARGUMENT' | 'ERR_SNAPSHOT_INVALID';
+  | 'ERR_INVALID_ARGUMENT' | 'ERR_SNAPSHOT_INVALID' | 'ERR_LIMIT_EXCEEDED'
+  | 'ERR_STORE_UNAVAILABLE';
 
 /** A capability token, as its bearer string encodes it. */
 export interface CapToken {
@@ -66,7 +67,10 @@ export declare class CapTokenError extends Error {
   readonly bound?: string;
   readonly arg?: string;
   readonly current?: number;
+  /** The limit's value (`ERR_LIMIT_EXCEEDED`) or the maximum spawn depth. */
   readonly max?: number;
+  /** `ERR_LIMIT_EXCEEDED`: the name of the option that sets the limit. */
+  readonly limit?: string;
 }
 
 /** The state paired 1:1 with a minted token. Never hands back a nonce. */

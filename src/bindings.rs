@@ -304,6 +304,11 @@ fn to_js_error(error: &CapTokenError) -> JsValue {
             set(&details, "current", &(*current).into());
             set(&details, "max", &(*max).into());
         }
+        CapTokenError::LimitExceeded { limit, max } => {
+            set(&details, "limit", &(*limit).into());
+            // Limits are far below 2^53: exact as a JavaScript number.
+            set(&details, "max", &(*max as f64).into());
+        }
         _ => {}
     }
     let message = JsValue::from_str(&error.to_string());

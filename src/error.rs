@@ -8,7 +8,7 @@ use crate::role::{Role, Verb};
 use crate::token::Fingerprint;
 use core::fmt;
 
-/// The twelve stable error codes of SPEC.md, as strings via [`ErrorCode::as_str`].
+/// The fourteen stable error codes of SPEC.md, as strings via [`ErrorCode::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// `ERR_MALFORMED_TOKEN`
@@ -35,11 +35,15 @@ pub enum ErrorCode {
     InvalidArgument,
     /// `ERR_SNAPSHOT_INVALID`
     SnapshotInvalid,
+    /// `ERR_LIMIT_EXCEEDED`
+    LimitExceeded,
+    /// `ERR_STORE_UNAVAILABLE`
+    StoreUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in SPEC order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::MalformedToken,
         ErrorCode::BadSignature,
         ErrorCode::TokenExpired,
@@ -52,6 +56,8 @@ impl ErrorCode {
         ErrorCode::TaskNotFound,
         ErrorCode::InvalidArgument,
         ErrorCode::SnapshotInvalid,
+        ErrorCode::LimitExceeded,
+        ErrorCode::StoreUnavailable,
     ];
 
     /// The wire string, e.g. `"ERR_TOKEN_REVOKED"`.
@@ -69,6 +75,8 @@ impl ErrorCode {
             ErrorCode::TaskNotFound => "ERR_TASK_NOT_FOUND",
             ErrorCode::InvalidArgument => "ERR_INVALID_ARGUMENT",
             ErrorCode::SnapshotInvalid => "ERR_SNAPSHOT_INVALID",
+            ErrorCode::LimitExceeded => "ERR_LIMIT_EXCEEDED",
+            ErrorCode::StoreUnavailable => "ERR_STORE_UNAVAILABLE",
         }
     }
 }
@@ -171,6 +179,21 @@ pub enum CapTokenError {
         /// What was wrong.
         reason: String,
     },
+    /// The call would take the store past one of its limits; nothing changed.
+    #[error("limit {limit} of {max} reached")]
+    LimitExceeded {
+        /// The limit's option name, e.g. `maxTasksPerTree`.
+        limit: &'static str,
+        /// The limit's value.
+        max: u64,
+    },
+    /// The store cannot answer: closed, failed, or its server did not answer
+    /// in time. The call may or may not have taken effect.
+    #[error("store unavailable: {reason}")]
+    StoreUnavailable {
+        /// What happened, in words that never quote the input.
+        reason: String,
+    },
 }
 
 impl CapTokenError {
@@ -189,6 +212,8 @@ impl CapTokenError {
             CapTokenError::TaskNotFound { .. } => ErrorCode::TaskNotFound,
             CapTokenError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
             CapTokenError::SnapshotInvalid { .. } => ErrorCode::SnapshotInvalid,
+            CapTokenError::LimitExceeded { .. } => ErrorCode::LimitExceeded,
+            CapTokenError::StoreUnavailable { .. } => ErrorCode::StoreUnavailable,
         }
     }
 
