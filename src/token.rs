@@ -91,7 +91,7 @@ impl CapToken {
         TokenRef {
             v: self.v,
             agent_id: Text(Cow::Borrowed(&self.agent_id)),
-            role: (self.role, false),
+            role: self.role,
             scopes: self
                 .scopes
                 .iter()
@@ -214,21 +214,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRef<'a> {
-    // A bearer has one way to write each token: `v` is absent or a number
-    // (never `null`), `max_uses` is present (`null` or a number), and a `v2`
-    // token names its role in lower case (see `decode`). Otherwise a bit flip
-    // or a dropped field could give another bearer of the very same token.
-    #[serde(default, deserialize_with = "present_v")]
+    #[serde(default)]
     v: Option<u8>,
     #[serde(borrow)]
     agent_id: Text<'a>,
-    #[serde(deserialize_with = "role_name")]
-    role: (Role, bool),
+    role: Role,
     #[serde(borrow)]
     scopes: Vec<Text<'a>>,
     issued_at: u64,
     expire_at: u64,
-    #[serde(deserialize_with = "Option::deserialize")]
     max_uses: Option<u32>,
     #[serde(borrow)]
     nonce: Text<'a>,
@@ -242,52 +236,99 @@ impl fmt::Debug for TokenRef<'_> {
     }
 }
 
-/// `v`, when present, is a number: `"v": null` is not another way to leave it out.
-fn present_v<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
-    u8::deserialize(deserializer).map(Some)
+/// A token's fields in the order, and with the names and escapes, of its one
+/// canonical JSON text: what serde_json writes for [`CapToken`], and what the
+/// reference engine writes for its own tokens.
+#[derive(Serialize)]
+struct Canonical<'t> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v: Option<u8>,
+    agent_id: &'t str,
+    role: Role,
+    scopes: &'t [Text<'t>],
+    issued_at: u64,
+    expire_at: u64,
+    max_uses: Option<u32>,
+    nonce: &'t str,
+    sig_hex: &'t str,
 }
 
-/// A role and whether it was written the reference engine's way (`"Worker"`),
-/// which only `mlua-swarm` tokens may do.
-fn role_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(Role, bool), D::Error> {
-    let name = Text::deserialize(deserializer)?;
-    Role::ALL
-        .into_iter()
-        .find_map(|role| {
-            if *name.0 == *role.as_str() {
-                Some((role, false))
-            } else if *name.0 == *role.capitalised() {
-                Some((role, true))
-            } else {
-                None
-            }
-        })
-        .ok_or_else(|| serde::de::Error::custom("unknown role"))
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// An `io::Write` that compares what is written with `expected`, byte for
+/// byte, without keeping it: the canonical check allocates nothing.
+struct SameBytes<'e> {
+    expected: &'e [u8],
+    same: bool,
+}
+
+impl std::io::Write for SameBytes<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self.expected.split_at_checked(bytes.len()) {
+            Some((head, rest)) if self.same && head == bytes => self.expected = rest,
+            _ => self.same = false,
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl<'a> TokenRef<'a> {
     /// Step 1 of a decision: base64url-decode `bearer` into `buf` and parse
-    /// the token from it, borrowing its strings from `buf`.
+    /// the token from it, borrowing its strings from `buf`. The bearer must
+    /// be the token's one canonical spelling (docs/protocol.md, "Bearer"):
+    /// any other spelling of the same token (spaces, key order, escapes) is
+    /// malformed, so nothing keyed by bearer text can be bypassed.
     pub fn decode(bearer: &str, buf: &'a mut Vec<u8>) -> Result<Self, CapTokenError> {
         if bearer.len() > MAX_BEARER_LEN {
             return Err(malformed("bearer is longer than the size limit"));
         }
         buf.clear();
+        // URL-safe, no padding, and (the engine's default) no stray bits in
+        // the last character: one base64 text per byte string.
         URL_SAFE_NO_PAD
             .decode_vec(bearer, buf)
             .map_err(|_| malformed("bearer is not URL-safe base64 without padding"))?;
         // As text: the module then holds one instance of serde_json's parser
         // (every other input is text). JSON that from_slice would accept is
         // UTF-8 throughout, and StrRead skips the per-string UTF-8 check.
-        let token: TokenRef<'a> = core::str::from_utf8(buf)
+        let json: &'a [u8] = buf;
+        let token: TokenRef<'a> = core::str::from_utf8(json)
             .ok()
-            .and_then(|json| serde_json::from_str(json).ok())
+            .and_then(|text| serde_json::from_str(text).ok())
             .ok_or(malformed("bearer is not a token's JSON"))?;
         check_shape(&token)?;
-        if token.v == Some(V2) && token.role.1 {
-            return Err(malformed("a v2 token names its role in lower case"));
+        if !token.is_spelled_as(json) {
+            return Err(malformed("bearer is not the token's canonical spelling"));
         }
         Ok(token)
+    }
+
+    /// Whether `json` is exactly this token's canonical JSON text.
+    fn is_spelled_as(&self, json: &[u8]) -> bool {
+        let canonical = Canonical {
+            v: self.v,
+            agent_id: &self.agent_id.0,
+            role: self.role,
+            scopes: &self.scopes,
+            issued_at: self.issued_at,
+            expire_at: self.expire_at,
+            max_uses: self.max_uses,
+            nonce: &self.nonce.0,
+            sig_hex: &self.sig_hex.0,
+        };
+        let mut out = SameBytes {
+            expected: json,
+            same: true,
+        };
+        serde_json::to_writer(&mut out, &canonical).is_ok() && out.same && out.expected.is_empty()
     }
 
     /// The owned twin.
@@ -295,7 +336,7 @@ impl<'a> TokenRef<'a> {
         CapToken {
             v: self.v,
             agent_id: self.agent_id.0.to_string(),
-            role: self.role.0,
+            role: self.role,
             scopes: self.scopes.iter().map(|s| s.0.to_string()).collect(),
             issued_at: self.issued_at,
             expire_at: self.expire_at,
@@ -314,7 +355,7 @@ impl TokenFields for TokenRef<'_> {
         &self.agent_id.0
     }
     fn role(&self) -> Role {
-        self.role.0
+        self.role
     }
     fn scopes(&self) -> impl ExactSizeIterator<Item = &str> {
         self.scopes.iter().map(|scope| &*scope.0)

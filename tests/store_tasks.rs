@@ -54,19 +54,26 @@ fn a_worker_starts_a_child_of_its_bound_task_one_level_down() {
     let w0 = store
         .dispatch_attempt(&op.bearer, "root", MintOptions::default())
         .unwrap();
-    let child = store.start_task(&w0.bearer, Some("c1")).unwrap();
-    assert_eq!(child, task("c1", Some("root"), 1));
+    let child = store.start_task(&w0.bearer, None).unwrap();
+    assert_eq!(child.parent_id.as_deref(), Some("root"));
+    assert_eq!(child.spawn_depth, 1);
     let sibling = store.start_task(&w0.bearer, None).unwrap();
     assert_eq!(sibling.parent_id.as_deref(), Some("root"));
     assert_eq!(sibling.spawn_depth, 1);
     let w1 = store
-        .dispatch_attempt(&w0.bearer, "c1", MintOptions::default())
+        .dispatch_attempt(&w0.bearer, &child.task_id, MintOptions::default())
         .unwrap();
-    let grandchild = store.start_task(&w1.bearer, Some("g1")).unwrap();
-    assert_eq!(grandchild, task("g1", Some("c1"), 2));
+    let grandchild = store.start_task(&w1.bearer, None).unwrap();
+    assert_eq!(grandchild.parent_id, Some(child.task_id.clone()));
+    assert_eq!(grandchild.spawn_depth, 2);
+    // The root's worker may also start one below its child directly.
+    let under = store
+        .start_task_under(&w0.bearer, Some(&child.task_id), None)
+        .unwrap();
+    assert_eq!(under.parent_id, Some(child.task_id.clone()));
     // tasks() is ordered by depth, then id.
     let depths: Vec<u32> = store.tasks().iter().map(|t| t.spawn_depth).collect();
-    assert_eq!(depths, vec![0, 1, 1, 2]);
+    assert_eq!(depths, vec![0, 1, 1, 2, 2]);
 }
 
 /// Root plus a chain of workers; returns the workers, one per depth.
@@ -75,9 +82,13 @@ fn chain(store: &mut TokenStore, levels: u32) -> Vec<captoken::Minted> {
     store.start_task(&op.bearer, Some("d0")).unwrap();
     let mut workers = vec![store.dispatch_attempt(&op.bearer, "d0", uses(10)).unwrap()];
     for depth in 1..levels {
-        let parent = workers.last().unwrap().bearer.clone();
+        // The Operator names each child so that the tests can find it.
         let child = store
-            .start_task(&parent, Some(&format!("d{depth}")))
+            .start_task_under(
+                &op.bearer,
+                Some(&format!("d{}", depth - 1)),
+                Some(&format!("d{depth}")),
+            )
             .unwrap();
         assert_eq!(child.spawn_depth, depth);
         assert_eq!(child.parent_id, Some(format!("d{}", depth - 1)));
@@ -114,8 +125,9 @@ fn depths_zero_to_three_exist_and_the_spawn_at_four_is_refused() {
     assert_eq!(store.records(), before, "a refused spawn spends nothing");
     assert_eq!(uses_left(&store, &deepest.fingerprint), Some(10));
     // The depth-2 worker can still spawn (a second child at depth 3).
-    let ok = store.start_task(&workers[2].bearer, Some("d3b")).unwrap();
-    assert_eq!(ok, task("d3b", Some("d2"), 3));
+    let ok = store.start_task(&workers[2].bearer, None).unwrap();
+    assert_eq!(ok.parent_id.as_deref(), Some("d2"));
+    assert_eq!(ok.spawn_depth, 3);
 }
 
 #[test]
