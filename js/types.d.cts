@@ -109,6 +109,20 @@ export interface StoreOptions {
   gate?: Partial<Record<Role, Verb[]>>;
   /** Keep every state change as journal lines for `takeJournal()` (default false). */
   journal?: boolean;
+  /**
+   * Limits (ERR_LIMIT_EXCEEDED past them; Workers may fill the store-wide
+   * two only to nine tenths, so an Operator can always start a new root).
+   * Records in the store; default 2,000,000.
+   */
+  maxRecords?: number;
+  /** Tasks in the store; default 1,000,000. */
+  maxTasks?: number;
+  /** Tasks in one root task's tree, the root included; default 10,000. */
+  maxTasksPerTree?: number;
+  /** Tasks started directly under one task; default 1,000. */
+  maxChildrenPerTask?: number;
+  /** Tasks and tokens one Worker token may make (startTask, dispatchAttempt); default 1,000. */
+  maxMadePerWorkerToken?: number;
 }
 
 export interface MintOptions {
@@ -116,10 +130,21 @@ export interface MintOptions {
   scopes?: string[];
   /** Default: the store's `workerTokenTtlSecs`. */
   ttlSecs?: number;
-  /** Default `null`: unlimited. */
+  /**
+   * Default `null`: unlimited. A Worker with limited uses dispatching must
+   * name it (at least 1, at most its uses left minus this call's own): the
+   * uses are transferred from its own budget.
+   */
   maxUses?: number | null;
   /** Bind the token to this task, tracked by the store or not. */
   taskId?: string;
+}
+
+export interface StartTaskOptions {
+  /** The new task's id (Operators and other non-Worker roles only); default: made by the store. */
+  taskId?: string;
+  /** Start the task under this tracked task instead of as a root (a Worker: its bound task by default). */
+  parentId?: string;
 }
 
 export interface Minted {
@@ -157,7 +182,12 @@ export declare class TokenStore {
   attachOperator(agentId: string, options?: MintOptions): Minted;
   mint(agentId: string, role: Role, options?: MintOptions): Minted;
   adopt(bearer: string, taskId?: string): string;
-  startTask(bearer: string, options?: { taskId?: string }): TaskInfo;
+  /**
+   * A root task, or a child of `parentId` at its depth + 1. A Worker starts
+   * children of its bound task (or, naming `parentId`, of a task below it);
+   * their ids are made by the store, so a Worker passes no `taskId`.
+   */
+  startTask(bearer: string, options?: StartTaskOptions): TaskInfo;
   dispatchAttempt(bearer: string, taskId: string, options?: MintOptions): Minted;
   /** Decide a call and spend one use; throws CapTokenError when denied. */
   verify(bearer: string, verb: Verb, taskId?: string): Grant;

@@ -600,6 +600,20 @@ fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
     if !gate.is_undefined() {
         config.gate = gate_arg(&gate)?;
     }
+    let limits = &mut config.limits;
+    for (name, slot) in [
+        ("maxRecords", &mut limits.max_records),
+        ("maxTasks", &mut limits.max_tasks),
+        ("maxTasksPerTree", &mut limits.max_tasks_per_tree),
+        ("maxChildrenPerTask", &mut limits.max_children_per_task),
+        ("maxMadePerWorkerToken", &mut limits.max_made_per_worker_token),
+    ] {
+        let value = field(&object, name)?;
+        if !value.is_undefined() {
+            let n = integer_arg(&value, name, u64::from(u32::MAX))?;
+            *slot = u32::try_from(n).map_err(|_| invalid(format!("{name} is too large")))?;
+        }
+    }
     let now = field(&object, "now")?;
     let clock = if now.is_undefined() {
         JsClock(None)
@@ -1084,15 +1098,23 @@ impl JsTokenStore {
         Ok(fingerprint.to_string())
     }
 
-    /// `start_task`: a root task for an Operator, a child for a Worker.
+    /// `start_task`: a root task, or a child of `parentId` (for a Worker, by
+    /// default of its bound task; its children's ids are made by the store).
     #[wasm_bindgen(js_name = startTask)]
     pub fn start_task(&mut self, bearer: JsValue, options: JsValue) -> JsResult<JsValue> {
         let bearer = throw(bearer_arg(&bearer))?;
-        let task_id = match options_object(&options, "options")? {
-            Some(object) => optional_string_arg(&field(&object, "taskId")?, "taskId")?,
-            None => None,
+        let (task_id, parent_id) = match options_object(&options, "options")? {
+            Some(object) => (
+                optional_string_arg(&field(&object, "taskId")?, "taskId")?,
+                optional_string_arg(&field(&object, "parentId")?, "parentId")?,
+            ),
+            None => (None, None),
         };
-        let task = throw(self.store.start_task(&bearer, task_id.as_deref()))?;
+        let task = throw(self.store.start_task_under(
+            &bearer,
+            parent_id.as_deref(),
+            task_id.as_deref(),
+        ))?;
         Ok(task_js(&task))
     }
 
