@@ -56,7 +56,7 @@ impl Default for StoreConfig {
 /// limit the call is [`CapTokenError::LimitExceeded`] and nothing changes.
 ///
 /// Workers may fill the store-wide limits only up to nine tenths: the last
-/// tenth is kept for the other roles, so however far Workers' subtrees grow,
+/// tenth (rounded up) is kept for the other roles, so however far Workers' subtrees grow,
 /// an Operator can still start new root tasks and dispatch to them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -90,7 +90,7 @@ impl Limits {
     /// Refuse when `count` has reached `max`: for a Worker, nine tenths of
     /// it (see the type's docs).
     fn check(count: usize, max: u32, name: &'static str, worker: bool) -> Result<(), CapTokenError> {
-        let cap = if worker { max - max / 10 } else { max };
+        let cap = if worker { max - max.div_ceil(10) } else { max };
         if count >= cap as usize {
             return Err(CapTokenError::LimitExceeded {
                 limit: name,
