@@ -211,22 +211,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 
 /// A token decoded from a bearer without copying its strings: what every
 /// decision works on. [`CapToken`] is its owned twin.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenRef<'a> {
-    #[serde(default)]
     v: Option<u8>,
-    #[serde(borrow)]
     agent_id: Text<'a>,
     role: Role,
-    #[serde(borrow)]
     scopes: Vec<Text<'a>>,
     issued_at: u64,
     expire_at: u64,
     max_uses: Option<u32>,
-    #[serde(borrow)]
     nonce: Text<'a>,
-    #[serde(borrow)]
     sig_hex: Text<'a>,
 }
 
@@ -236,48 +230,107 @@ impl fmt::Debug for TokenRef<'_> {
     }
 }
 
-/// A token's fields in the order, and with the names and escapes, of its one
-/// canonical JSON text: what serde_json writes for [`CapToken`], and what the
-/// reference engine writes for its own tokens.
-#[derive(Serialize)]
-struct Canonical<'t> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    v: Option<u8>,
-    agent_id: &'t str,
-    role: Role,
-    scopes: &'t [Text<'t>],
-    issued_at: u64,
-    expire_at: u64,
-    max_uses: Option<u32>,
-    nonce: &'t str,
-    sig_hex: &'t str,
-}
+/// Reads a token's JSON object, refusing any key that is not the next one in
+/// the canonical order (`v` (v2 only), `agent_id`, `role`, `scopes`,
+/// `issued_at`, `expire_at`, `max_uses`, `nonce`, `sig_hex`): a missing,
+/// extra, repeated or reordered key is not the canonical spelling. (Spaces and escapes are caught by the length
+/// check in [`TokenRef::decode`].)
+struct InOrder;
 
-impl Serialize for Text<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+impl<'de> serde::de::Visitor<'de> for InOrder {
+    type Value = TokenRef<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a token object with its keys in order")
     }
-}
 
-/// An `io::Write` that compares what is written with `expected`, byte for
-/// byte, without keeping it: the canonical check allocates nothing.
-struct SameBytes<'e> {
-    expected: &'e [u8],
-    same: bool,
-}
-
-impl std::io::Write for SameBytes<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        match self.expected.split_at_checked(bytes.len()) {
-            Some((head, rest)) if self.same && head == bytes => self.expected = rest,
-            _ => self.same = false,
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        // `v` is optional and first; every other key must follow in order.
+        let first = map.next_key::<Text<'de>>()?;
+        let v = match first.as_ref().map(|key| &*key.0) {
+            Some("v") => {
+                let v = map.next_value::<u8>()?;
+                expect_key(&mut map, "agent_id")?;
+                Some(v)
+            }
+            Some("agent_id") => None,
+            _ => return Err(A::Error::custom("keys out of order")),
+        };
+        let agent_id = map.next_value()?;
+        expect_key(&mut map, "role")?;
+        // The wire name only: the capitalised aliases `Role` also reads
+        // (record JSON) are the same length, so the length check cannot
+        // tell them apart.
+        let role_name = map.next_value::<Text<'de>>()?;
+        let role = Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == role_name.0)
+            .ok_or_else(|| A::Error::custom("unknown role"))?;
+        expect_key(&mut map, "scopes")?;
+        let scopes = map.next_value()?;
+        expect_key(&mut map, "issued_at")?;
+        let issued_at = map.next_value()?;
+        expect_key(&mut map, "expire_at")?;
+        let expire_at = map.next_value()?;
+        expect_key(&mut map, "max_uses")?;
+        let max_uses = map.next_value()?;
+        expect_key(&mut map, "nonce")?;
+        let nonce = map.next_value()?;
+        expect_key(&mut map, "sig_hex")?;
+        let sig_hex = map.next_value()?;
+        if map.next_key::<Text<'de>>()?.is_some() {
+            return Err(A::Error::custom("unknown field"));
         }
-        Ok(bytes.len())
+        Ok(TokenRef {
+            v,
+            agent_id,
+            role,
+            scopes,
+            issued_at,
+            expire_at,
+            max_uses,
+            nonce,
+            sig_hex,
+        })
     }
+}
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+/// The next key of `map`, which must be `key`.
+fn expect_key<'de, A: serde::de::MapAccess<'de>>(map: &mut A, key: &str) -> Result<(), A::Error> {
+    match map.next_key::<Text<'de>>()? {
+        Some(found) if *found.0 == *key => Ok(()),
+        _ => Err(serde::de::Error::custom("keys out of order")),
     }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for TokenRef<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(InOrder)
+    }
+}
+
+/// The length of `text` as serde_json writes it: quoted, with `"`, `\\` and
+/// control characters escaped (short escapes where JSON has them).
+fn json_string_len(text: &str) -> usize {
+    2 + text
+        .bytes()
+        .map(|byte| match byte {
+            b'"' | b'\\' | 0x08 | 0x0c | b'\n' | b'\r' | b'\t' => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// The number of decimal digits of `n`.
+fn digits(mut n: u64) -> usize {
+    let mut count = 1;
+    while n >= 10 {
+        n /= 10;
+        count += 1;
+    }
+    count
 }
 
 impl<'a> TokenRef<'a> {
@@ -305,30 +358,43 @@ impl<'a> TokenRef<'a> {
             .and_then(|text| serde_json::from_str(text).ok())
             .ok_or(malformed("bearer is not a token's JSON"))?;
         check_shape(&token)?;
-        if !token.is_spelled_as(json) {
+        // Every key is there, in order (the parse checked it), so the text
+        // can differ from the canonical one only by whitespace or by other
+        // escapes, number or null spellings, each of which is longer than
+        // serde_json's: equal length means equal text. (The fuzz target
+        // bearer_decode checks that every decoded bearer re-encodes to itself.)
+        if json.len() != token.canonical_len() {
             return Err(malformed("bearer is not the token's canonical spelling"));
         }
         Ok(token)
     }
 
-    /// Whether `json` is exactly this token's canonical JSON text.
-    fn is_spelled_as(&self, json: &[u8]) -> bool {
-        let canonical = Canonical {
-            v: self.v,
-            agent_id: &self.agent_id.0,
-            role: self.role,
-            scopes: &self.scopes,
-            issued_at: self.issued_at,
-            expire_at: self.expire_at,
-            max_uses: self.max_uses,
-            nonce: &self.nonce.0,
-            sig_hex: &self.sig_hex.0,
-        };
-        let mut out = SameBytes {
-            expected: json,
-            same: true,
-        };
-        serde_json::to_writer(&mut out, &canonical).is_ok() && out.same && out.expected.is_empty()
+    /// The length of this token's canonical JSON text.
+    fn canonical_len(&self) -> usize {
+        let value = |key: &str, len: usize| key.len() + 3 + len;
+        let scopes = self
+            .scopes
+            .iter()
+            .map(|scope| json_string_len(&scope.0))
+            .sum::<usize>()
+            + self.scopes.len().saturating_sub(1)
+            + 2;
+        let fields = [
+            self.v.map_or(0, |v| value("v", digits(u64::from(v))) + 1),
+            value("agent_id", json_string_len(&self.agent_id.0)),
+            value("role", self.role.as_str().len() + 2),
+            value("scopes", scopes),
+            value("issued_at", digits(self.issued_at)),
+            value("expire_at", digits(self.expire_at)),
+            value(
+                "max_uses",
+                self.max_uses.map_or(4, |n| digits(u64::from(n))),
+            ),
+            value("nonce", json_string_len(&self.nonce.0)),
+            value("sig_hex", json_string_len(&self.sig_hex.0)),
+        ];
+        // Braces, and a comma between the eight fields always there.
+        2 + 7 + fields.iter().sum::<usize>()
     }
 
     /// The owned twin.
@@ -557,6 +623,38 @@ mod tests {
         for bearer in cases {
             let err = CapToken::from_bearer(&bearer).unwrap_err();
             assert_eq!(err.code(), ErrorCode::MalformedToken, "{bearer}");
+        }
+    }
+
+    /// The length check of `decode` stands in for re-serialising: it must
+    /// agree with serde_json's text for every kind of string and number.
+    #[test]
+    fn canonical_len_is_the_length_of_the_canonical_text() {
+        let texts = [
+            "", "a", "agent-7", "q\"uote", "back\\slash", "slash/", "tab\t", "nl\n", "cr\r",
+            "\u{8}\u{c}", "\u{0}\u{1f}\u{7f}", "é", "日本", "🦀", "|,*", "a b",
+        ];
+        for agent_id in texts {
+            for scopes in [vec![], vec!["*"], vec!["read", "wr\"ite"], texts.to_vec()] {
+                for (v, max_uses, at) in [
+                    (Some(V2), None, 0),
+                    (None, Some(0), 9),
+                    (Some(V2), Some(u32::MAX), MAX_SAFE_INTEGER),
+                    (None, Some(10), 1_764_150_000),
+                ] {
+                    let mut token = sample();
+                    token.v = v;
+                    token.agent_id = agent_id.into();
+                    token.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+                    token.max_uses = max_uses;
+                    token.issued_at = at;
+                    token.expire_at = at / 2;
+                    let json = serde_json::to_vec(&token).unwrap();
+                    let mut buf = Vec::new();
+                    let decoded = TokenRef::decode(&token.to_bearer(), &mut buf).unwrap();
+                    assert_eq!(decoded.canonical_len(), json.len(), "{token:?}");
+                }
+            }
         }
     }
 
