@@ -232,7 +232,7 @@ pub fn memory_bytes() -> f64 {
     (core::arch::wasm32::memory_size(0) as f64) * 65536.0
 }
 
-type JsResult<T> = Result<T, JsValue>;
+pub(crate) type JsResult<T> = Result<T, JsValue>;
 
 // JavaScript calls that may run caller code (Proxy traps, getters, `toJSON`)
 // and so may throw. A throw that passed through the module would skip the
@@ -281,7 +281,7 @@ fn set(target: &Object, key: &str, value: &JsValue) {
 }
 
 /// The `CapTokenError` for a core error: message, code and details.
-fn to_js_error(error: &CapTokenError) -> JsValue {
+pub(crate) fn to_js_error(error: &CapTokenError) -> JsValue {
     let details = Object::new();
     set(&details, "code", &error.code().as_str().into());
     if let Some(fingerprint) = error.fingerprint() {
@@ -326,7 +326,7 @@ fn to_js_error(error: &CapTokenError) -> JsValue {
     plain.into()
 }
 
-fn throw<T>(result: Result<T, CapTokenError>) -> JsResult<T> {
+pub(crate) fn throw<T>(result: Result<T, CapTokenError>) -> JsResult<T> {
     result.map_err(|e| to_js_error(&e))
 }
 
@@ -355,7 +355,7 @@ fn well_formed(text: &JsString) -> Option<String> {
     }
 }
 
-fn string_arg(value: &JsValue, name: &str) -> JsResult<String> {
+pub(crate) fn string_arg(value: &JsValue, name: &str) -> JsResult<String> {
     let text = value
         .dyn_ref::<JsString>()
         .ok_or_else(|| invalid(format!("{name} must be a string")))?;
@@ -369,7 +369,7 @@ fn string_arg(value: &JsValue, name: &str) -> JsResult<String> {
 }
 
 /// Snapshot or journal text: a string, at most [`MAX_SNAPSHOT_LEN`] long.
-fn state_text_arg(value: &JsValue, name: &str) -> JsResult<String> {
+pub(crate) fn state_text_arg(value: &JsValue, name: &str) -> JsResult<String> {
     let text = value
         .dyn_ref::<JsString>()
         .ok_or_else(|| invalid(format!("{name} must be a string")))?;
@@ -381,7 +381,7 @@ fn state_text_arg(value: &JsValue, name: &str) -> JsResult<String> {
     Ok(String::from(text))
 }
 
-fn optional_string_arg(value: &JsValue, name: &str) -> JsResult<Option<String>> {
+pub(crate) fn optional_string_arg(value: &JsValue, name: &str) -> JsResult<Option<String>> {
     if is_absent(value) {
         Ok(None)
     } else {
@@ -391,7 +391,7 @@ fn optional_string_arg(value: &JsValue, name: &str) -> JsResult<Option<String>> 
 
 /// A bearer argument: a non-string is an invalid argument; an over-long
 /// string is refused as malformed before it is copied.
-fn bearer_arg(value: &JsValue) -> Result<String, CapTokenError> {
+pub(crate) fn bearer_arg(value: &JsValue) -> Result<String, CapTokenError> {
     let text = value
         .dyn_ref::<JsString>()
         .ok_or_else(|| CapTokenError::invalid("bearer must be a string"))?;
@@ -403,7 +403,7 @@ fn bearer_arg(value: &JsValue) -> Result<String, CapTokenError> {
     Ok(String::from(text))
 }
 
-fn verb_arg(value: &JsValue) -> Result<Verb, CapTokenError> {
+pub(crate) fn verb_arg(value: &JsValue) -> Result<Verb, CapTokenError> {
     let text = value
         .dyn_ref::<JsString>()
         .filter(|s| s.length() <= 64)
@@ -411,7 +411,7 @@ fn verb_arg(value: &JsValue) -> Result<Verb, CapTokenError> {
     String::from(text).parse()
 }
 
-fn role_arg(value: &JsValue) -> JsResult<Role> {
+pub(crate) fn role_arg(value: &JsValue) -> JsResult<Role> {
     let text = value
         .dyn_ref::<JsString>()
         .filter(|s| s.length() <= 64)
@@ -419,7 +419,7 @@ fn role_arg(value: &JsValue) -> JsResult<Role> {
     throw(String::from(text).parse())
 }
 
-fn optional_task_arg(value: &JsValue) -> Result<Option<String>, CapTokenError> {
+pub(crate) fn optional_task_arg(value: &JsValue) -> Result<Option<String>, CapTokenError> {
     if is_absent(value) {
         return Ok(None);
     }
@@ -448,7 +448,7 @@ fn integer_arg(value: &JsValue, name: &str, max: u64) -> JsResult<u64> {
     Ok(number as u64)
 }
 
-fn options_object(value: &JsValue, name: &str) -> JsResult<Option<Object>> {
+pub(crate) fn options_object(value: &JsValue, name: &str) -> JsResult<Option<Object>> {
     if is_absent(value) {
         return Ok(None);
     }
@@ -458,7 +458,7 @@ fn options_object(value: &JsValue, name: &str) -> JsResult<Option<Object>> {
     Ok(Some(value.clone().unchecked_into()))
 }
 
-fn field(object: &Object, key: &str) -> JsResult<JsValue> {
+pub(crate) fn field(object: &Object, key: &str) -> JsResult<JsValue> {
     Reflect::get(object, &JsValue::from_str(key))
         .map_err(|_| invalid(format!("reading option {key} failed")))
 }
@@ -496,7 +496,7 @@ fn string_list_arg(value: &JsValue, name: &str, max_len: u32) -> JsResult<Vec<St
     Ok(list)
 }
 
-fn mint_options_arg(value: &JsValue) -> JsResult<MintOptions> {
+pub(crate) fn mint_options_arg(value: &JsValue) -> JsResult<MintOptions> {
     let Some(object) = options_object(value, "options")? else {
         return Ok(MintOptions::default());
     };
@@ -529,7 +529,7 @@ fn mint_options_arg(value: &JsValue) -> JsResult<MintOptions> {
 /// throws or returns something other than a non-negative number fails
 /// closed: the time reads as the far future, so every expiring token is
 /// expired and minting is refused.
-struct JsClock(Option<Function>);
+pub(crate) struct JsClock(Option<Function>);
 
 impl Clock for JsClock {
     fn now(&self) -> u64 {
@@ -547,14 +547,14 @@ impl Clock for JsClock {
     }
 }
 
-struct StoreOptions {
-    secret: Vec<u8>,
-    config: StoreConfig,
-    clock: JsClock,
-    journal: bool,
+pub(crate) struct StoreOptions {
+    pub(crate) secret: Vec<u8>,
+    pub(crate) config: StoreConfig,
+    pub(crate) clock: JsClock,
+    pub(crate) journal: bool,
 }
 
-fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
+pub(crate) fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
     let object =
         options_object(value, "options")?.ok_or_else(|| invalid("options.secret is required"))?;
     let secret = field(&object, "secret")?;
@@ -606,7 +606,10 @@ fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
         ("maxTasks", &mut limits.max_tasks),
         ("maxTasksPerTree", &mut limits.max_tasks_per_tree),
         ("maxChildrenPerTask", &mut limits.max_children_per_task),
-        ("maxMadePerWorkerToken", &mut limits.max_made_per_worker_token),
+        (
+            "maxMadePerWorkerToken",
+            &mut limits.max_made_per_worker_token,
+        ),
     ] {
         let value = field(&object, name)?;
         if !value.is_undefined() {
@@ -657,7 +660,7 @@ fn gate_arg(value: &JsValue) -> JsResult<Gate> {
 
 /// `value` as JavaScript: serde_json's text read back by `JSON.parse`, so
 /// plain objects (fields in order), arrays, strings, numbers and nulls.
-fn to_js<T: Serialize + ?Sized>(value: &T) -> JsValue {
+pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> JsValue {
     // Plain strings, integers within 2^53 and nulls always convert.
     serde_json::to_string(value)
         .ok()
@@ -672,7 +675,7 @@ struct MintedJs<'a> {
     fingerprint: String,
 }
 
-fn minted_js(minted: &Minted) -> JsValue {
+pub(crate) fn minted_js(minted: &Minted) -> JsValue {
     to_js(&MintedJs {
         bearer: &minted.bearer,
         token: &minted.token,
@@ -790,7 +793,7 @@ struct TaskInfoJs<'a> {
     spawn_depth: u32,
 }
 
-fn task_js(task: &TaskInfo) -> JsValue {
+pub(crate) fn task_js(task: &TaskInfo) -> JsValue {
     to_js(&TaskInfoJs {
         task_id: &task.task_id,
         parent_id: task.parent_id.as_deref(),
@@ -995,7 +998,7 @@ pub struct JsTokenStore {
     store: TokenStore,
 }
 
-fn fingerprint_arg(value: &JsValue) -> JsResult<Fingerprint> {
+pub(crate) fn fingerprint_arg(value: &JsValue) -> JsResult<Fingerprint> {
     let text = value
         .dyn_ref::<JsString>()
         .filter(|s| s.length() == 64)

@@ -35,6 +35,7 @@ pub mod gate;
 mod hex;
 pub mod journal;
 pub mod record;
+pub mod remote;
 pub mod role;
 pub mod signer;
 pub mod snapshot;
@@ -47,6 +48,8 @@ pub mod verifier;
 
 #[cfg(target_arch = "wasm32")]
 pub mod bindings;
+#[cfg(target_arch = "wasm32")]
+pub mod remote_bindings;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use clock::SystemClock;

@@ -1,0 +1,513 @@
+'use strict';
+// A TokenStore whose records and tasks live in Redis: `require('captoken/redis')`.
+//
+// The process runs the stateless steps (decode, signature, expiry, gate) and
+// signs new tokens; Redis runs steps 5 to 7 and every write in one Lua script
+// per call (js/redis/*.lua), so every read-and-write is atomic across all the
+// processes sharing a namespace. Keys, values and commands hold no nonce, no
+// bearer and no secret: a record is keyed by fingerprint and holds the digest
+// of its token's signed fields (see src/remote.rs).
+const fs = require('node:fs');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const glue = require('../pkg/node/captoken.js');
+const { TokenStore, CapTokenRecord, CapTokenError } = require('./index.cjs');
+
+const NAMESPACE = /^[A-Za-z0-9._:-]{1,64}$/;
+/** Default for `timeoutMs`: how long one call waits for Redis. */
+const DEFAULT_TIMEOUT_MS = 2000;
+const BATCH = 500;
+
+const invalid = (reason) => new CapTokenError(`invalid argument: ${reason}`, { code: 'ERR_INVALID_ARGUMENT' });
+const unavailable = (reason) => new CapTokenError(`store unavailable: ${reason}`, { code: 'ERR_STORE_UNAVAILABLE' });
+
+// ---- scripts ----------------------------------------------------------
+
+const SCRIPT_DIR = path.join(__dirname, 'redis');
+const PRELUDE = fs.readFileSync(path.join(SCRIPT_DIR, 'prelude.lua'), 'utf8');
+const SCRIPTS = {};
+for (const name of ['verify', 'start', 'dispatch', 'mint', 'revoke', 'remint', 'purge', 'read', 'import']) {
+  const source = `${PRELUDE}\n${fs.readFileSync(path.join(SCRIPT_DIR, `${name}.lua`), 'utf8')}`;
+  SCRIPTS[name] = { source, sha: crypto.createHash('sha1').update(source).digest('hex') };
+}
+
+// ---- clients ----------------------------------------------------------
+
+/**
+ * One way to send a command, routed by `key`, for node-redis (client or
+ * cluster) and ioredis (Redis or Cluster). Replies arrive as strings,
+ * integers and arrays of them.
+ */
+function adapt(client) {
+  if (client === null || typeof client !== 'object') {
+    throw invalid('client must be a connected node-redis or ioredis client');
+  }
+  // ioredis: Redis and Cluster both have call() and a status string.
+  if (typeof client.call === 'function' && typeof client.status === 'string') {
+    return {
+      kind: client.isCluster ? 'ioredis-cluster' : 'ioredis',
+      send: (_key, args) => client.call(...args),
+      ready: () => client.status === 'ready' || client.status === 'connect' || client.status === 'reconnecting',
+    };
+  }
+  if (typeof client.sendCommand === 'function') {
+    // node-redis: a cluster routes sendCommand by its first argument.
+    const cluster = 'masters' in client && !('isPubSub' in client && client.masters === undefined);
+    if (cluster && client.sendCommand.length >= 3) {
+      return {
+        kind: 'node-redis-cluster',
+        send: (key, args) => client.sendCommand(key, false, args),
+        ready: () => client.isOpen !== false,
+      };
+    }
+    return {
+      kind: 'node-redis',
+      send: (_key, args) => client.sendCommand(args),
+      ready: () => client.isOpen !== false,
+    };
+  }
+  throw invalid('client must be a connected node-redis or ioredis client');
+}
+
+function describe(error) {
+  const text = String(error?.message ?? error);
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}
+
+// ---- the store ----------------------------------------------------------
+
+function optional(value) {
+  return value === undefined || value === null ? '' : `=${value}`;
+}
+function unoptional(value) {
+  return value === '' || value === undefined || value === null ? null : String(value).slice(1);
+}
+
+/** How long Redis keeps a record: until one lifetime after expiry (remint may need it). */
+function keyTtl(record, now) {
+  if (record.role === 'operator') return 0;
+  const lifetime = record.expireAt - record.issuedAt;
+  return Math.max(60, record.expireAt + lifetime - now);
+}
+
+class RedisTokenStore {
+  #client;
+  #send;
+  #core;
+  #config;
+  #prefix;
+  #key;
+  #timeoutMs;
+  #closed = false;
+
+  /**
+   * Open the store kept under `options.namespace` in Redis.
+   * @param {unknown} client a connected node-redis or ioredis client (or cluster)
+   * @param {object} options TokenStore's options plus `namespace` and `timeoutMs`
+   */
+  static async open(client, options) {
+    const store = RedisTokenStore.#make(client, options);
+    await store.#command(['PING']);
+    return store;
+  }
+
+  /**
+   * Load `TokenStore` snapshot text into an empty namespace. Text that does
+   * not restore is ERR_SNAPSHOT_INVALID, a namespace holding keys
+   * ERR_INVALID_ARGUMENT; nothing is written in either case.
+   */
+  static async import(client, snapshot, options) {
+    const store = RedisTokenStore.#make(client, options);
+    const { records, tasks } = store.#core.readSnapshot(snapshot);
+    await store.#importRows(records, tasks);
+    return store;
+  }
+
+  static #make(client, options) {
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw invalid('options must be an object');
+    }
+    const { namespace, timeoutMs = DEFAULT_TIMEOUT_MS, ...storeOptions } = options;
+    if (typeof namespace !== 'string' || !NAMESPACE.test(namespace)) {
+      throw invalid('namespace must be 1 to 64 characters of A-Z a-z 0-9 . _ : -');
+    }
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 3_600_000) {
+      throw invalid('timeoutMs must be a whole number of milliseconds from 1 to 3600000');
+    }
+    const adapted = adapt(client);
+    const core = new glue.__RemoteCore(storeOptions);
+    return new RedisTokenStore(RedisTokenStore.#token, client, adapted, core, namespace, timeoutMs);
+  }
+
+  static #token = Symbol('RedisTokenStore');
+
+  constructor(token, client, adapted, core, namespace, timeoutMs) {
+    if (token !== RedisTokenStore.#token) throw invalid('use RedisTokenStore.open(client, options)');
+    this.#client = client;
+    this.#send = adapted;
+    this.#core = core;
+    this.#config = core.config();
+    this.#prefix = `ct:{${namespace}}:`;
+    this.#key = `${this.#prefix}R`;
+    this.#timeoutMs = timeoutMs;
+    Object.defineProperty(this, 'namespace', { value: namespace, enumerable: true });
+  }
+
+  /** One command, within the timeout; any failure is ERR_STORE_UNAVAILABLE. */
+  async #command(args) {
+    if (this.#closed) throw unavailable('the store is closed');
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(unavailable(`Redis did not answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
+    });
+    try {
+      let sent;
+      try {
+        if (!this.#send.ready()) throw new Error('the client is not connected');
+        sent = Promise.resolve(this.#send.send(this.#key, args));
+      } catch (error) {
+        throw unavailable(describe(error));
+      }
+      sent.catch(() => {});
+      return await Promise.race([sent.catch((error) => {
+        throw error instanceof CapTokenError ? error : Object.assign(new Error(describe(error)), { redis: error });
+      }), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** EVALSHA a script; after a script-cache flush, one EVAL instead. */
+  async #script(name, argv) {
+    const script = SCRIPTS[name];
+    const tail = ['1', this.#key, this.#prefix, ...argv.map(String)];
+    try {
+      return await this.#command(['EVALSHA', script.sha, ...tail]);
+    } catch (error) {
+      if (error instanceof CapTokenError) throw error;
+      if (/NOSCRIPT/.test(error.message)) {
+        try {
+          return await this.#command(['EVAL', script.source, ...tail]);
+        } catch (again) {
+          if (again instanceof CapTokenError) throw again;
+          throw unavailable(again.message);
+        }
+      }
+      throw unavailable(error.message);
+    }
+  }
+
+  /** The CapTokenError for a script's refusal `['E', code, a, b]`. */
+  #refusal(reply, fingerprint) {
+    const [, code, a, b] = reply;
+    switch (code) {
+      case 'ERR_TOKEN_TASK_MISMATCH':
+        return this.#core.error(code, fingerprint, unoptional(a) ?? undefined, unoptional(b) ?? undefined);
+      case 'ERR_TASK_NOT_FOUND':
+        return this.#core.error(code, fingerprint, unoptional(a) ?? undefined, undefined);
+      case 'ERR_SPAWN_DEPTH_EXCEEDED':
+        return this.#core.error(code, fingerprint, Number(a), Number(b));
+      case 'ERR_LIMIT_EXCEEDED':
+        return this.#core.error(code, fingerprint, a, Number(b));
+      default:
+        return this.#core.error(code, fingerprint, a, b);
+    }
+  }
+
+  #now() {
+    if (this.#closed) throw unavailable('the store is closed');
+    return this.#core.now();
+  }
+
+  // ---- deciding --------------------------------------------------------
+
+  async #decide(bearer, verb, taskId, spend) {
+    const now = this.#now();
+    const p = this.#core.authorize(bearer, verb, taskId, now);
+    const reply = await this.#script('verify', [
+      p.fingerprint, p.digest, p.role, p.kind, optional(p.taskArg), spend ? '1' : '0',
+    ]);
+    if (reply[0] !== 'OK') throw this.#refusal(reply, p.fingerprint);
+    const usesLeft = reply[1] === '-1' ? null : Number(reply[1]);
+    return {
+      fingerprint: p.fingerprint,
+      agentId: p.agentId,
+      role: p.role,
+      scopes: p.scopes,
+      taskId: unoptional(reply[2]),
+      usesLeft,
+    };
+  }
+
+  /** Decide a call and spend one use; resolves to a Grant. */
+  async verify(bearer, verb, taskId) {
+    return this.#decide(bearer, verb, taskId, true);
+  }
+
+  /** Decide as verify would, spending nothing; never rejects. */
+  async check(bearer, verb, taskId) {
+    try {
+      return { allowed: true, ...(await this.#decide(bearer, verb, taskId, false)) };
+    } catch (error) {
+      const e = error instanceof CapTokenError ? error : unavailable(describe(error));
+      return { allowed: false, code: e.code, message: e.message };
+    }
+  }
+
+  // ---- minting ---------------------------------------------------------
+
+  async #insertMinted(prepared, now) {
+    const record = prepared.record;
+    const reply = await this.#script('mint', [
+      prepared.deferred ? '1' : '0', this.#config.maxRecords,
+      ...(record
+        ? [record.fingerprint, record.digest, record.json, record.role,
+            record.maxUses ?? -1, optional(record.taskId), record.expireAt, keyTtl(record, now)]
+        : ['', '', '', '', '', '', '', '0']),
+    ]);
+    if (reply[0] === 'DEFER') throw prepared.deferred;
+    if (reply[0] !== 'OK') throw this.#refusal(reply, record?.fingerprint);
+    return prepared.minted;
+  }
+
+  /** Attach an Operator: mint its session token. */
+  async attachOperator(agentId, options) {
+    const now = this.#now();
+    return this.#insertMinted(this.#core.mint(agentId, 'operator', options, now), now);
+  }
+
+  /** Mint a token of any role. */
+  async mint(agentId, role, options) {
+    const now = this.#now();
+    return this.#insertMinted(this.#core.mint(agentId, role, options, now), now);
+  }
+
+  /** Record a token minted elsewhere with the same secret; resolves to its fingerprint. */
+  async adopt(bearer, taskId) {
+    const now = this.#now();
+    const p = this.#core.adoptPrepare(bearer, taskId, now);
+    const reply = await this.#script('mint', [
+      '0', this.#config.maxRecords, p.fingerprint, p.digest, p.json, p.role,
+      p.maxUses ?? -1, optional(p.taskId), p.expireAt, keyTtl(p, now),
+    ]);
+    if (reply[0] !== 'OK') throw this.#refusal(reply, p.fingerprint);
+    return p.fingerprint;
+  }
+
+  /** startTask: a root task, or a child (for a Worker, of its bound task by default). */
+  async startTask(bearer, options) {
+    const now = this.#now();
+    const p = this.#core.startPrepare(bearer, options, now);
+    const explicit = p.taskId !== undefined;
+    const c = this.#config;
+    for (let attempt = 0; attempt < 16; attempt++) {
+      const id = explicit ? p.taskId : `task-${crypto.randomBytes(6).toString('hex')}`;
+      const reply = await this.#script('start', [
+        p.fingerprint, p.digest, p.role, optional(p.taskArg), explicit ? 'explicit' : 'made', id,
+        p.deferred ? '1' : '0', c.maxSpawnDepth, c.maxTasks, c.maxTasksPerTree,
+        c.maxChildrenPerTask, c.maxMadePerWorkerToken,
+      ]);
+      if (reply[0] === 'RETRY') continue;
+      if (reply[0] === 'DEFER') throw p.deferred;
+      if (reply[0] !== 'OK') throw this.#refusal(reply, p.fingerprint);
+      return { taskId: reply[1], parentId: unoptional(reply[2]), spawnDepth: Number(reply[3]) };
+    }
+    throw unavailable('could not make an unused task id');
+  }
+
+  /** dispatchAttempt: mint a Worker token bound to a tracked task. */
+  async dispatchAttempt(bearer, taskId, options) {
+    const now = this.#now();
+    const p = this.#core.dispatchPrepare(bearer, taskId, options, now);
+    const r = p.record;
+    const reply = await this.#script('dispatch', [
+      p.fingerprint, p.digest, p.role, optional(p.taskArg), p.stage, p.asked ?? -1,
+      this.#config.maxRecords, this.#config.maxMadePerWorkerToken,
+      ...(r ? [r.fingerprint, r.digest, r.json, r.maxUses ?? -1, r.expireAt, keyTtl(r, now)]
+        : ['', '', '', '', '', '0']),
+    ]);
+    if (reply[0] === 'DEFER') throw p.deferred;
+    if (reply[0] !== 'OK') throw this.#refusal(reply, p.fingerprint);
+    return p.minted;
+  }
+
+  // ---- lifecycle ---------------------------------------------------------
+
+  /** Revoke one token by fingerprint; true when it was live. */
+  async revoke(fingerprint) {
+    const fp = this.#core.fingerprintArg(fingerprint);
+    this.#now();
+    return (await this.#script('revoke', [fp])) === 1;
+  }
+
+  /** Revoke every token bound to a task or a task below it; resolves to how many. */
+  async revokeTask(taskId) {
+    const id = this.#core.taskIdArg(taskId);
+    this.#now();
+    return Number(await this.#script('revoke', ['', id]));
+  }
+
+  /**
+   * Remint a late Worker token: read its record, sign in the process, and
+   * write only when the record is unchanged (else read again).
+   */
+  async remint(bearer) {
+    this.#now();
+    const p = this.#core.remintPrepare(bearer);
+    for (let attempt = 0; attempt < 16; attempt++) {
+      const now = this.#now();
+      const [d, u, x, t] = await this.#command(['HMGET', `${this.#prefix}r:${p.fingerprint}`, 'd', 'u', 'x', 't']);
+      if (d === null || d === undefined) throw this.#core.error('ERR_TOKEN_NOT_FOUND', p.fingerprint);
+      if (d !== p.digest) throw this.#core.error('ERR_BAD_SIGNATURE');
+      if (x === '1') throw this.#core.error('ERR_TOKEN_REVOKED', p.fingerprint);
+      if (u === '0') throw this.#core.error('ERR_TOKEN_USES_EXHAUSTED', p.fingerprint);
+      const lifetime = Math.max(0, p.expireAt - p.issuedAt);
+      if (Math.max(0, now - p.expireAt) > lifetime) throw this.#core.error('ERR_TOKEN_EXPIRED', p.fingerprint);
+      const prepared = this.#core.remintMint(bearer, Number(u), t ?? undefined, now);
+      if (prepared.deferred) throw prepared.deferred;
+      const r = prepared.record;
+      const reply = await this.#script('remint', [
+        p.fingerprint, d, u, x, optional(t), this.#config.maxRecords,
+        r.fingerprint, r.digest, r.json, r.maxUses ?? -1, optional(r.taskId), r.expireAt, keyTtl(r, now),
+      ]);
+      if (reply[0] === 'RETRY') continue;
+      if (reply[0] !== 'OK') throw this.#refusal(reply, p.fingerprint);
+      return prepared.minted;
+    }
+    throw unavailable('the record kept changing');
+  }
+
+  /** Remove the records of expired tokens (Operator tokens stay); resolves to how many. */
+  async purgeExpired() {
+    const now = this.#now();
+    let purged = 0;
+    for await (const batch of this.#scan('R')) {
+      purged += Number(await this.#script('purge', [now, ...batch]));
+    }
+    return purged;
+  }
+
+  // ---- reading ---------------------------------------------------------
+
+  async *#scan(index) {
+    let cursor = '0';
+    do {
+      const [next, members] = await this.#command(['SSCAN', `${this.#prefix}${index}`, cursor, 'COUNT', String(BATCH)]);
+      cursor = String(next);
+      if (members.length > 0) yield members.map(String);
+    } while (cursor !== '0');
+  }
+
+  static #recordRows(rows) {
+    const out = [];
+    for (let i = 0; i + 4 < rows.length; i += 5) {
+      out.push({
+        token: JSON.parse(rows[i + 1]),
+        uses_left: rows[i + 2] === '-1' ? null : Number(rows[i + 2]),
+        revoked: rows[i + 3] === '1',
+        task_id: unoptional(rows[i + 4]),
+        fingerprint: rows[i],
+      });
+    }
+    return out;
+  }
+
+  /** One record as `CapTokenRecord#toJSON()` gives it, or undefined. */
+  async record(fingerprint) {
+    const fp = this.#core.fingerprintArg(fingerprint);
+    this.#now();
+    const rows = await this.#script('read', ['r', fp]);
+    return RedisTokenStore.#recordRows(rows)[0];
+  }
+
+  /** One task, or undefined. */
+  async task(taskId) {
+    const id = this.#core.taskIdArg(taskId);
+    this.#now();
+    const rows = await this.#script('read', ['t', id]);
+    if (rows.length < 3) return undefined;
+    return { taskId: rows[0], parentId: unoptional(rows[1]), spawnDepth: Number(rows[2]) };
+  }
+
+  /** Every record, a batch at a time (SSCAN): an async iterable. */
+  async *records() {
+    this.#now();
+    for await (const batch of this.#scan('R')) {
+      yield* RedisTokenStore.#recordRows(await this.#script('read', ['r', ...batch]));
+    }
+  }
+
+  /** Every tracked task, a batch at a time: an async iterable. */
+  async *tasks() {
+    this.#now();
+    for await (const batch of this.#scan('T')) {
+      const rows = await this.#script('read', ['t', ...batch]);
+      for (let i = 0; i + 2 < rows.length; i += 3) {
+        yield { taskId: rows[i], parentId: unoptional(rows[i + 1]), spawnDepth: Number(rows[i + 2]) };
+      }
+    }
+  }
+
+  /** How many records the namespace holds. */
+  async size() {
+    this.#now();
+    return Number(await this.#command(['SCARD', this.#key]));
+  }
+
+  /** The whole namespace as snapshot text `TokenStore.restore` accepts. */
+  async snapshot() {
+    const records = [];
+    for await (const r of this.records()) {
+      const { nonce, ...token } = r.token;
+      records.push(JSON.stringify({ fingerprint: r.fingerprint, token, uses_left: r.uses_left, revoked: r.revoked, task_id: r.task_id }));
+    }
+    const tasks = [];
+    for await (const t of this.tasks()) {
+      tasks.push(JSON.stringify({ task_id: t.taskId, parent_id: t.parentId, spawn_depth: t.spawnDepth }));
+    }
+    return `{"version":1,"format":${JSON.stringify(this.#config.format)},"records":[${records.join(',')}],"tasks":[${tasks.join(',')}]}`;
+  }
+
+  async #importRows(records, tasks) {
+    const now = this.#core.now();
+    const byId = new Map(tasks.map((t) => [t.task_id, { ...t, children: 0, tree: 1 }]));
+    const rootOf = (t) => {
+      let at = t;
+      while (at.parent_id !== null && byId.has(at.parent_id)) at = byId.get(at.parent_id);
+      return at.task_id;
+    };
+    for (const t of byId.values()) {
+      t.root = rootOf(t);
+      if (t.parent_id !== null) {
+        byId.get(t.parent_id).children += 1;
+        byId.get(t.root).tree += 1;
+      }
+    }
+    const rows = records.map((r) => [
+      r.fingerprint, r.digest, r.json, r.role, r.usesLeft ?? -1, r.revoked ? '1' : '0',
+      optional(r.taskId), r.expireAt, keyTtl(r, now),
+    ]);
+    const taskRows = [...byId.values()].map((t) => [t.task_id, optional(t.parent_id), t.spawn_depth, t.root, t.children, t.tree]);
+    let first = true;
+    for (let i = 0; first || i < Math.max(rows.length, taskRows.length); i += BATCH) {
+      const recs = rows.slice(i, i + BATCH);
+      const ts = taskRows.slice(i, i + BATCH);
+      const reply = await this.#script('import', [first ? '1' : '0', recs.length, ...recs.flat(), ...ts.flat()]);
+      if (reply[0] !== 'OK') throw this.#refusal(reply);
+      first = false;
+    }
+  }
+
+  /** Close the store; later calls reject with ERR_STORE_UNAVAILABLE. The client stays the caller's. */
+  async close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#core.free();
+  }
+
+  get [Symbol.toStringTag]() {
+    return 'RedisTokenStore';
+  }
+}
+
+module.exports = { RedisTokenStore, TokenStore, CapTokenRecord, CapTokenError, DEFAULT_TIMEOUT_MS };

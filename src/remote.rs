@@ -1,0 +1,285 @@
+//! What a store whose records and tasks live in a server (Redis) needs from
+//! the core: the stateless steps of a decision, signing a new token without
+//! touching any state, and the digest a record is compared by.
+//!
+//! The server keeps, per fingerprint, the [`record_digest`] of the token it
+//! was made from: SHA-256 of the token's JSON with an empty nonce, so every
+//! signed field but the nonce (which the fingerprint already binds). A
+//! presented token matches its record exactly when the digests are equal,
+//! which is [`crate::state::Entry::matches`]'s rule ("the record is the
+//! authority"), checked inside the server's script. Nothing sent to the
+//! server holds a nonce, a bearer or the secret.
+
+use crate::clock::Clock;
+use crate::error::CapTokenError;
+use crate::role::{Role, Verb};
+use crate::state::Scopes;
+use crate::store::{narrower_scopes, MintOptions, Minted, StoreConfig, TokenStore};
+use crate::task::TaskInfo;
+use crate::token::{CapToken, Fingerprint};
+use crate::verifier::Verified;
+use sha2::{Digest, Sha256};
+use std::cell::Cell;
+use std::rc::Rc;
+
+/// A clock the caller sets before each call: the remote store reads its own
+/// clock once per call and hands the same `now` to the core and the script.
+#[derive(Debug, Clone, Default)]
+struct SetClock(Rc<Cell<u64>>);
+
+impl Clock for SetClock {
+    fn now(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// SHA-256 of the token's JSON with an empty nonce: every signed field but
+/// the nonce. Equal digests mean equal tokens for the same fingerprint.
+pub fn record_digest(token: &CapToken) -> [u8; 32] {
+    let mut bare = token.clone();
+    bare.nonce.clear();
+    Sha256::digest(record_json(&bare)).into()
+}
+
+/// The token's JSON with an empty nonce: what a record shows of its token.
+pub fn record_json(token: &CapToken) -> String {
+    let mut bare = token.clone();
+    bare.nonce.clear();
+    // Only strings and integers: serialising cannot fail.
+    serde_json::to_string(&bare).unwrap_or_default()
+}
+
+/// A token that passed the stateless steps, with what the server compares.
+#[derive(Debug, Clone)]
+pub struct Presented {
+    /// The decoded token (it carries its nonce: keep it in the process).
+    pub token: CapToken,
+    /// The token's public identity.
+    pub fingerprint: Fingerprint,
+    /// [`record_digest`] of the token.
+    pub digest: [u8; 32],
+}
+
+impl From<Verified> for Presented {
+    fn from(verified: Verified) -> Self {
+        Presented {
+            digest: record_digest(&verified.token),
+            fingerprint: verified.fingerprint,
+            token: verified.token,
+        }
+    }
+}
+
+/// A token signed for a remote store, not yet recorded anywhere.
+#[derive(Debug, Clone)]
+pub struct RemoteMinted {
+    /// The bearer, token and fingerprint, as [`TokenStore::mint`] gives them.
+    pub minted: Minted,
+    /// [`record_digest`] of the token.
+    pub digest: [u8; 32],
+    /// [`record_json`] of the token.
+    pub json: String,
+}
+
+/// One record of a snapshot, as a remote store keeps it.
+#[derive(Debug, Clone)]
+pub struct RemoteRecord {
+    /// The token's public identity.
+    pub fingerprint: Fingerprint,
+    /// [`record_digest`] of the token.
+    pub digest: [u8; 32],
+    /// [`record_json`] of the token.
+    pub json: String,
+    /// The token's role.
+    pub role: Role,
+    /// The token's issue time.
+    pub issued_at: u64,
+    /// The token's expiry.
+    pub expire_at: u64,
+    /// Uses left (`None`: unlimited).
+    pub uses_left: Option<u32>,
+    /// Whether the record is revoked.
+    pub revoked: bool,
+    /// The bound task.
+    pub task_id: Option<String>,
+}
+
+/// The core of a store whose state lives elsewhere: the store's signer,
+/// gate and configuration, and no records or tasks at all.
+pub struct RemoteCore {
+    /// An empty store: its rules for minting are reused, its state never is.
+    store: TokenStore,
+    now: Rc<Cell<u64>>,
+}
+
+impl core::fmt::Debug for RemoteCore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RemoteCore")
+            .field("config", self.store.config())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteCore {
+    /// A core with this secret (at least 32 bytes) and configuration.
+    pub fn new(secret: &[u8], config: StoreConfig) -> Result<Self, CapTokenError> {
+        let clock = SetClock::default();
+        let now = clock.0.clone();
+        Ok(RemoteCore {
+            store: TokenStore::new(secret, config, Box::new(clock))?,
+            now,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StoreConfig {
+        self.store.config()
+    }
+
+    /// Steps 1 to 4 at `now`: decode, signature, expiry, gate.
+    pub fn authorize(
+        &self,
+        bearer: &str,
+        verb: Verb,
+        now: u64,
+    ) -> Result<Presented, CapTokenError> {
+        self.store
+            .verifier()
+            .authorize(bearer, verb, now)
+            .map(Presented::from)
+    }
+
+    /// Steps 1 to 3 at `now` (adopt), or 1 and 2 (`now` = `None`: remint).
+    pub fn authenticate(&self, bearer: &str, now: Option<u64>) -> Result<Presented, CapTokenError> {
+        let verifier = self.store.verifier();
+        match now {
+            Some(now) => verifier.authenticate(bearer, now),
+            None => verifier.authenticate_ignoring_expiry(bearer),
+        }
+        .map(Presented::from)
+    }
+
+    /// Build and sign a token at `now` without recording it, by the rules
+    /// of [`TokenStore::mint`] (`expiry_cap`: a minting Worker's own expiry).
+    pub fn mint(
+        &self,
+        agent_id: &str,
+        role: Role,
+        options: &MintOptions,
+        expiry_cap: Option<u64>,
+        now: u64,
+    ) -> Result<RemoteMinted, CapTokenError> {
+        self.now.set(now);
+        let (minted, _) = self
+            .store
+            .prepare_mint(agent_id, role, options, expiry_cap)?;
+        Ok(RemoteMinted {
+            digest: record_digest(&minted.token),
+            json: record_json(&minted.token),
+            minted,
+        })
+    }
+
+    /// The scopes a Worker holding `own` hands on when it asks for `asked`.
+    pub fn narrower_scopes(
+        &self,
+        asked: Option<Vec<String>>,
+        own: &[String],
+    ) -> Result<Vec<String>, CapTokenError> {
+        narrower_scopes(asked, &Scopes::from_iter(own.iter().map(String::as_str)))
+    }
+
+    /// The records and tasks of snapshot text, validated exactly as
+    /// [`TokenStore::restore`] does (the one place that reads the snapshot
+    /// format: a sealed format changes this function only).
+    pub fn read_snapshot(
+        &self,
+        snapshot: &str,
+        secret: &[u8],
+    ) -> Result<(Vec<RemoteRecord>, Vec<TaskInfo>), CapTokenError> {
+        let store = TokenStore::restore(
+            snapshot,
+            secret,
+            self.store.config().clone(),
+            Box::new(SetClock::default()),
+        )?;
+        let records = store
+            .records()
+            .into_iter()
+            .map(|(fingerprint, record)| RemoteRecord {
+                fingerprint,
+                digest: record_digest(&record.token),
+                json: record_json(&record.token),
+                role: record.token.role,
+                issued_at: record.token.issued_at,
+                expire_at: record.token.expire_at,
+                uses_left: record.uses_left,
+                revoked: record.revoked,
+                task_id: record.task_id,
+            })
+            .collect();
+        Ok((records, store.tasks()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FixedClock;
+
+    const SECRET: [u8; 32] = [7; 32];
+
+    #[test]
+    fn a_minted_token_authorizes_with_its_digest() {
+        let core = RemoteCore::new(&SECRET, StoreConfig::default()).unwrap();
+        let minted = core
+            .mint("w", Role::Worker, &MintOptions::default(), None, 1000)
+            .unwrap();
+        let presented = core
+            .authorize(&minted.minted.bearer, Verb::FetchPrompt, 1000)
+            .unwrap();
+        assert_eq!(presented.fingerprint, minted.minted.fingerprint);
+        assert_eq!(presented.digest, minted.digest);
+        assert!(!minted.json.contains(&minted.minted.token.nonce));
+        assert_eq!(
+            core.authorize(&minted.minted.bearer, Verb::FetchPrompt, 1000 + 1800)
+                .unwrap_err()
+                .code()
+                .as_str(),
+            "ERR_TOKEN_EXPIRED"
+        );
+    }
+
+    #[test]
+    fn snapshot_records_keep_their_digest() {
+        let mut store = TokenStore::new(
+            &SECRET,
+            StoreConfig::default(),
+            Box::new(FixedClock::new(50)),
+        )
+        .unwrap();
+        let op = store.attach_operator("op", MintOptions::default()).unwrap();
+        store.start_task(&op.bearer, Some("t")).unwrap();
+        let w = store
+            .dispatch_attempt(
+                &op.bearer,
+                "t",
+                MintOptions {
+                    max_uses: Some(3),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let core = RemoteCore::new(&SECRET, StoreConfig::default()).unwrap();
+        let (records, tasks) = core.read_snapshot(&store.snapshot(), &SECRET).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(tasks.len(), 1);
+        let row = records
+            .iter()
+            .find(|r| r.fingerprint == w.fingerprint)
+            .unwrap();
+        assert_eq!(row.digest, record_digest(&w.token));
+        assert_eq!(row.uses_left, Some(3));
+        assert_eq!(row.task_id.as_deref(), Some("t"));
+    }
+}

@@ -1,0 +1,467 @@
+//! The JavaScript face of [`crate::remote`], for `captoken/redis`: argument
+//! conversion exactly as in [`crate::bindings`], the stateless steps, and
+//! signing. The state and steps 5 to 7 live in the server's scripts
+//! (js/redis/*.lua); this layer never sees them.
+//!
+//! Not part of the public API: the class is `__RemoteCore`, used by js/redis.cjs.
+
+use crate::bindings::{
+    bearer_arg, field, fingerprint_arg, mint_options_arg, minted_js, optional_string_arg,
+    optional_task_arg, options_object, role_arg, state_text_arg, store_options_arg, string_arg,
+    throw, to_js, to_js_error, verb_arg, JsClock, JsResult,
+};
+use crate::clock::Clock;
+use crate::error::CapTokenError;
+use crate::remote::{Presented, RemoteCore, RemoteMinted};
+use crate::role::{Role, Verb};
+use crate::signer::SigningFormat;
+use crate::store::{check_task_id, MintOptions};
+use crate::token::{Fingerprint, MAX_SAFE_INTEGER};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+/// The remote store's core (see the module docs).
+#[wasm_bindgen(js_name = "__RemoteCore")]
+pub struct JsRemoteCore {
+    core: RemoteCore,
+    clock: JsClock,
+    secret: Vec<u8>,
+}
+
+fn hex(bytes: &[u8; 32]) -> String {
+    let mut buf = [0u8; 64];
+    base16ct::lower::encode_str(bytes, &mut buf)
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
+/// Where step 6 applies to a verb: 1 the verb must name the bound task,
+/// 2 the bound task or one below it, 0 no rule.
+fn ownership_kind(verb: Verb) -> u8 {
+    if verb.is_ownership_gated() {
+        1
+    } else if verb.is_subtree_gated() {
+        2
+    } else {
+        0
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PresentedJs<'a> {
+    fingerprint: String,
+    digest: String,
+    role: Role,
+    agent_id: &'a str,
+    scopes: &'a [String],
+    issued_at: u64,
+    expire_at: u64,
+    max_uses: Option<u32>,
+    kind: u8,
+    task_arg: Option<&'a str>,
+}
+
+fn presented_js(presented: &Presented, verb: Option<Verb>, task_arg: Option<&str>) -> JsValue {
+    let token = &presented.token;
+    to_js(&PresentedJs {
+        fingerprint: presented.fingerprint.to_string(),
+        digest: hex(&presented.digest),
+        role: token.role,
+        agent_id: &token.agent_id,
+        scopes: &token.scopes,
+        issued_at: token.issued_at,
+        expire_at: token.expire_at,
+        max_uses: token.max_uses,
+        kind: verb.map_or(0, ownership_kind),
+        task_arg,
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NewRecordJs<'a> {
+    fingerprint: String,
+    digest: String,
+    json: &'a str,
+    role: Role,
+    issued_at: u64,
+    expire_at: u64,
+    max_uses: Option<u32>,
+    task_id: Option<&'a str>,
+}
+
+fn new_record_js(minted: &RemoteMinted, task_id: Option<&str>) -> JsValue {
+    let token = &minted.minted.token;
+    to_js(&NewRecordJs {
+        fingerprint: minted.minted.fingerprint.to_string(),
+        digest: hex(&minted.digest),
+        json: &minted.json,
+        role: token.role,
+        issued_at: token.issued_at,
+        expire_at: token.expire_at,
+        max_uses: token.max_uses,
+        task_id,
+    })
+}
+
+/// `{ minted, record }` for a signed token, or `{ deferred }`: the error
+/// to report once the script has found no earlier one.
+fn prepared_js(prepared: Result<RemoteMinted, CapTokenError>, task_id: Option<&str>) -> JsValue {
+    let out = js_sys::Object::new();
+    let (key, value) = match prepared {
+        Ok(minted) => {
+            let _ = js_sys::Reflect::set(&out, &"record".into(), &new_record_js(&minted, task_id));
+            ("minted", minted_js(&minted.minted))
+        }
+        Err(error) => ("deferred", to_js_error(&error)),
+    };
+    let _ = js_sys::Reflect::set(&out, &key.into(), &value);
+    out.into()
+}
+
+fn set(target: &JsValue, key: &str, value: &JsValue) {
+    let _ = js_sys::Reflect::set(target, &JsValue::from_str(key), value);
+}
+
+fn opt_str(value: &JsValue) -> Option<String> {
+    value.as_string()
+}
+
+#[wasm_bindgen(js_class = "__RemoteCore")]
+impl JsRemoteCore {
+    /// A core with `TokenStore`'s options.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: JsValue) -> JsResult<JsRemoteCore> {
+        let options = store_options_arg(&options)?;
+        let core = throw(RemoteCore::new(&options.secret, options.config))?;
+        Ok(JsRemoteCore {
+            core,
+            clock: options.clock,
+            secret: options.secret,
+        })
+    }
+
+    /// The store's clock, read once per call (unix seconds).
+    pub fn now(&self) -> f64 {
+        self.clock.now() as f64
+    }
+
+    /// The configuration the scripts need.
+    pub fn config(&self) -> JsValue {
+        let config = self.core.config();
+        let limits = config.limits;
+        let out: JsValue = js_sys::Object::new().into();
+        set(&out, "maxSpawnDepth", &config.max_spawn_depth.into());
+        set(&out, "maxRecords", &limits.max_records.into());
+        set(&out, "maxTasks", &limits.max_tasks.into());
+        set(&out, "maxTasksPerTree", &limits.max_tasks_per_tree.into());
+        set(
+            &out,
+            "maxChildrenPerTask",
+            &limits.max_children_per_task.into(),
+        );
+        set(
+            &out,
+            "maxMadePerWorkerToken",
+            &limits.max_made_per_worker_token.into(),
+        );
+        set(
+            &out,
+            "format",
+            &match config.format {
+                SigningFormat::V2 => "v2",
+                SigningFormat::MluaSwarm => "mlua-swarm",
+            }
+            .into(),
+        );
+        out
+    }
+
+    /// `verify`/`check`'s arguments and steps 1 to 4; throws CapTokenError.
+    pub fn authorize(
+        &self,
+        bearer: JsValue,
+        verb: JsValue,
+        task_id: JsValue,
+        now: f64,
+    ) -> JsResult<JsValue> {
+        let bearer = throw(bearer_arg(&bearer))?;
+        let verb = throw(verb_arg(&verb))?;
+        let task_id = throw(optional_task_arg(&task_id))?;
+        let presented = throw(self.core.authorize(&bearer, verb, now as u64))?;
+        Ok(presented_js(&presented, Some(verb), task_id.as_deref()))
+    }
+
+    /// `adopt`'s arguments, steps 1 to 3 and the task id rule.
+    #[wasm_bindgen(js_name = adoptPrepare)]
+    pub fn adopt_prepare(&self, bearer: JsValue, task_id: JsValue, now: f64) -> JsResult<JsValue> {
+        let bearer = throw(bearer_arg(&bearer))?;
+        let task_id = optional_string_arg(&task_id, "taskId")?;
+        let presented = throw(self.core.authenticate(&bearer, Some(now as u64)))?;
+        if let Some(task_id) = &task_id {
+            throw(check_task_id(task_id))?;
+        }
+        let out = presented_js(&presented, None, None);
+        set(
+            &out,
+            "json",
+            &crate::remote::record_json(&presented.token).into(),
+        );
+        set(
+            &out,
+            "taskId",
+            &task_id.map_or(JsValue::NULL, |task| task.into()),
+        );
+        Ok(out)
+    }
+
+    /// `remint`'s argument, steps 1 and 2 and the role rule.
+    #[wasm_bindgen(js_name = remintPrepare)]
+    pub fn remint_prepare(&self, bearer: JsValue) -> JsResult<JsValue> {
+        let bearer = throw(bearer_arg(&bearer))?;
+        let presented = throw(self.core.authenticate(&bearer, None))?;
+        if presented.token.role != Role::Worker {
+            return Err(to_js_error(&CapTokenError::invalid(
+                "only worker tokens can be reminted",
+            )));
+        }
+        Ok(presented_js(&presented, None, None))
+    }
+
+    /// The new token of a remint: the bearer's agent and scopes, the same
+    /// lifetime from now, `usesLeft` (negative: unlimited) and the bound task.
+    #[wasm_bindgen(js_name = remintMint)]
+    pub fn remint_mint(
+        &self,
+        bearer: JsValue,
+        uses_left: f64,
+        task_id: JsValue,
+        now: f64,
+    ) -> JsResult<JsValue> {
+        let bearer = throw(bearer_arg(&bearer))?;
+        let presented = throw(self.core.authenticate(&bearer, None))?;
+        let token = &presented.token;
+        let task_id = opt_str(&task_id);
+        let options = MintOptions {
+            scopes: Some(token.scopes.clone()),
+            ttl_secs: Some(token.expire_at.saturating_sub(token.issued_at)),
+            max_uses: (uses_left >= 0.0).then_some(uses_left as u32),
+            task_id: task_id.clone(),
+        };
+        Ok(prepared_js(
+            self.core
+                .mint(&token.agent_id, Role::Worker, &options, None, now as u64),
+            task_id.as_deref(),
+        ))
+    }
+
+    /// `mint`'s (and `attachOperator`'s) arguments and the signed token, or
+    /// the error to report after the records limit.
+    pub fn mint(
+        &self,
+        agent_id: JsValue,
+        role: JsValue,
+        options: JsValue,
+        now: f64,
+    ) -> JsResult<JsValue> {
+        let agent_id = string_arg(&agent_id, "agentId")?;
+        let role = role_arg(&role)?;
+        let options = mint_options_arg(&options)?;
+        let prepared = self.core.mint(&agent_id, role, &options, None, now as u64);
+        Ok(prepared_js(prepared, options.task_id.as_deref()))
+    }
+
+    /// `dispatchAttempt`'s arguments, steps 1 to 4, and the signed token.
+    /// `stage` says where a refusal found here stands among the script's
+    /// checks: 1 right after steps 5 to 7 (options.taskId), 2 after the
+    /// task and the Worker's limit (scopes), 3 after the budget and the
+    /// records limit (minting).
+    #[wasm_bindgen(js_name = dispatchPrepare)]
+    pub fn dispatch_prepare(
+        &self,
+        bearer: JsValue,
+        task_id: JsValue,
+        options: JsValue,
+        now: f64,
+    ) -> JsResult<JsValue> {
+        let bearer = throw(bearer_arg(&bearer))?;
+        let task_id = string_arg(&task_id, "taskId")?;
+        let options = mint_options_arg(&options)?;
+        let now = now as u64;
+        let presented = throw(self.core.authorize(&bearer, Verb::DispatchAttempt, now))?;
+        let out = presented_js(&presented, Some(Verb::DispatchAttempt), Some(&task_id));
+        let asked = options.max_uses;
+        let stage_error = |stage: u8, error: CapTokenError| {
+            set(&out, "stage", &stage.into());
+            set(&out, "deferred", &to_js_error(&error));
+        };
+        if options.task_id.as_deref().is_some_and(|id| id != task_id) {
+            stage_error(
+                1,
+                CapTokenError::invalid("options.taskId must match the dispatched task"),
+            );
+            return Ok(out);
+        }
+        let mut options = MintOptions {
+            task_id: Some(task_id.clone()),
+            ..options
+        };
+        let mut cap = None;
+        if presented.token.role == Role::Worker {
+            match self
+                .core
+                .narrower_scopes(options.scopes.take(), &presented.token.scopes)
+            {
+                Ok(scopes) => options.scopes = Some(scopes),
+                Err(error) => {
+                    stage_error(2, error);
+                    return Ok(out);
+                }
+            }
+            cap = Some(presented.token.expire_at);
+        }
+        let agent = format!("worker-of-{task_id}");
+        match self.core.mint(&agent, Role::Worker, &options, cap, now) {
+            Ok(minted) => {
+                set(&out, "stage", &0.into());
+                set(&out, "record", &new_record_js(&minted, Some(&task_id)));
+                set(&out, "minted", &minted_js(&minted.minted));
+            }
+            Err(error) => stage_error(3, error),
+        }
+        set(&out, "asked", &asked.map_or(JsValue::NULL, JsValue::from));
+        Ok(out)
+    }
+
+    /// `startTask`'s arguments and steps 1 to 4; `deferred` is the task id's
+    /// refusal, reported after the parent and depth checks.
+    #[wasm_bindgen(js_name = startPrepare)]
+    pub fn start_prepare(&self, bearer: JsValue, options: JsValue, now: f64) -> JsResult<JsValue> {
+        let bearer = throw(bearer_arg(&bearer))?;
+        let (task_id, parent_id) = match options_object(&options, "options")? {
+            Some(object) => (
+                optional_string_arg(&field(&object, "taskId")?, "taskId")?,
+                optional_string_arg(&field(&object, "parentId")?, "parentId")?,
+            ),
+            None => (None, None),
+        };
+        let presented = throw(self.core.authorize(&bearer, Verb::StartTask, now as u64))?;
+        let out = presented_js(&presented, Some(Verb::StartTask), parent_id.as_deref());
+        if let Some(id) = &task_id {
+            let refusal = if presented.token.role == Role::Worker {
+                Some(CapTokenError::invalid(
+                    "a Worker's child tasks get ids made by the store: leave taskId out",
+                ))
+            } else if let Err(error) = check_task_id(id) {
+                Some(error)
+            } else if self.core.config().format == SigningFormat::MluaSwarm && id.contains('|') {
+                Some(CapTokenError::invalid(
+                    "in the mlua-swarm format a task id may not hold '|' (it names the agent worker-of-<task id>)",
+                ))
+            } else {
+                None
+            };
+            if let Some(error) = refusal {
+                set(&out, "deferred", &to_js_error(&error));
+            }
+            set(&out, "taskId", &id.into());
+        }
+        Ok(out)
+    }
+
+    /// A fingerprint argument, checked as `TokenStore` checks it.
+    #[wasm_bindgen(js_name = fingerprintArg)]
+    pub fn fingerprint_arg(&self, value: JsValue) -> JsResult<String> {
+        fingerprint_arg(&value).map(|fingerprint| fingerprint.to_string())
+    }
+
+    /// A task id argument (`revokeTask`, `task`), checked as `TokenStore` does.
+    #[wasm_bindgen(js_name = taskIdArg)]
+    pub fn task_id_arg(&self, value: JsValue) -> JsResult<String> {
+        string_arg(&value, "taskId")
+    }
+
+    /// The CapTokenError for a script's refusal: `code` and its details.
+    pub fn error(&self, code: &str, fingerprint: JsValue, a: JsValue, b: JsValue) -> JsValue {
+        let fp = || {
+            fingerprint
+                .as_string()
+                .and_then(|text| text.parse::<Fingerprint>().ok())
+                .unwrap_or_else(|| Fingerprint::from_bytes([0; 32]))
+        };
+        let number = |v: &JsValue| v.as_f64().unwrap_or(0.0) as u32;
+        let error = match code {
+            "ERR_TOKEN_NOT_FOUND" => CapTokenError::TokenNotFound { fingerprint: fp() },
+            "ERR_BAD_SIGNATURE" => CapTokenError::BadSignature,
+            "ERR_TOKEN_TASK_MISMATCH" => CapTokenError::TokenTaskMismatch {
+                fingerprint: fp(),
+                bound: opt_str(&a),
+                arg: opt_str(&b),
+            },
+            "ERR_TOKEN_REVOKED" => CapTokenError::TokenRevoked { fingerprint: fp() },
+            "ERR_TOKEN_USES_EXHAUSTED" => CapTokenError::TokenUsesExhausted { fingerprint: fp() },
+            "ERR_SPAWN_DEPTH_EXCEEDED" => CapTokenError::SpawnDepthExceeded {
+                current: number(&a),
+                max: number(&b),
+            },
+            "ERR_TASK_NOT_FOUND" => CapTokenError::TaskNotFound {
+                task_id: opt_str(&a),
+            },
+            "ERR_LIMIT_EXCEEDED" => CapTokenError::LimitExceeded {
+                limit: match a.as_string().as_deref() {
+                    Some("maxRecords") => "maxRecords",
+                    Some("maxTasks") => "maxTasks",
+                    Some("maxTasksPerTree") => "maxTasksPerTree",
+                    Some("maxChildrenPerTask") => "maxChildrenPerTask",
+                    _ => "maxMadePerWorkerToken",
+                },
+                max: u64::from(number(&b)),
+            },
+            "ERR_STORE_UNAVAILABLE" => CapTokenError::StoreUnavailable {
+                reason: a.as_string().unwrap_or_default(),
+            },
+            _ => CapTokenError::invalid(a.as_string().unwrap_or_default()),
+        };
+        to_js_error(&error)
+    }
+
+    /// Snapshot text's records and tasks, validated as `TokenStore.restore`
+    /// validates them: `{ records: [...], tasks: [...] }`.
+    #[wasm_bindgen(js_name = readSnapshot)]
+    pub fn read_snapshot(&self, text: JsValue) -> JsResult<JsValue> {
+        let text = state_text_arg(&text, "snapshot")?;
+        let (records, tasks) = throw(self.core.read_snapshot(&text, &self.secret))?;
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Row<'a> {
+            fingerprint: String,
+            digest: String,
+            json: &'a str,
+            role: Role,
+            issued_at: u64,
+            expire_at: u64,
+            uses_left: Option<u32>,
+            revoked: bool,
+            task_id: Option<&'a str>,
+        }
+        let rows: Vec<Row<'_>> = records
+            .iter()
+            .map(|r| Row {
+                fingerprint: r.fingerprint.to_string(),
+                digest: hex(&r.digest),
+                json: &r.json,
+                role: r.role,
+                issued_at: r.issued_at.min(MAX_SAFE_INTEGER),
+                expire_at: r.expire_at.min(MAX_SAFE_INTEGER),
+                uses_left: r.uses_left,
+                revoked: r.revoked,
+                task_id: r.task_id.as_deref(),
+            })
+            .collect();
+        let out: JsValue = js_sys::Object::new().into();
+        set(&out, "records", &to_js(&rows));
+        set(&out, "tasks", &to_js(&tasks));
+        Ok(out)
+    }
+}
