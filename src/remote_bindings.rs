@@ -394,6 +394,7 @@ impl JsRemoteCore {
         let error = match code {
             "ERR_TOKEN_NOT_FOUND" => CapTokenError::TokenNotFound { fingerprint: fp() },
             "ERR_BAD_SIGNATURE" => CapTokenError::BadSignature,
+            "ERR_TOKEN_EXPIRED" => CapTokenError::TokenExpired { fingerprint: fp() },
             "ERR_TOKEN_TASK_MISMATCH" => CapTokenError::TokenTaskMismatch {
                 fingerprint: fp(),
                 bound: opt_str(&a),
