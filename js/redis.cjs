@@ -170,7 +170,11 @@ class RedisTokenStore {
       }
       sent.catch(() => {});
       return await Promise.race([sent.catch((error) => {
-        throw error instanceof CapTokenError ? error : Object.assign(new Error(describe(error)), { redis: error });
+        // A script missing from the cache is the one reply #script handles;
+        // anything else (connection lost, max retries, cluster down) means
+        // the server did not answer.
+        if (/^NOSCRIPT/.test(String(error?.message))) throw Object.assign(new Error('NOSCRIPT'), { noscript: true });
+        throw unavailable(describe(error));
       }), timeout]);
     } finally {
       clearTimeout(timer);
@@ -184,16 +188,8 @@ class RedisTokenStore {
     try {
       return await this.#command(['EVALSHA', script.sha, ...tail]);
     } catch (error) {
-      if (error instanceof CapTokenError) throw error;
-      if (/NOSCRIPT/.test(error.message)) {
-        try {
-          return await this.#command(['EVAL', script.source, ...tail]);
-        } catch (again) {
-          if (again instanceof CapTokenError) throw again;
-          throw unavailable(again.message);
-        }
-      }
-      throw unavailable(error.message);
+      if (!error.noscript) throw error;
+      return this.#command(['EVAL', script.source, ...tail]);
     }
   }
 

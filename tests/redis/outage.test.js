@@ -1,0 +1,185 @@
+// Outages and crashes of a real redis-server (appendfsync always): calls
+// settle within the timeout with ERR_STORE_UNAVAILABLE and nothing is
+// granted; after a SIGKILL and restart every verify that resolved stays
+// spent, and the same processes carry on without restarting.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createClient } from 'redis';
+import { Redis } from 'ioredis';
+import { RedisTokenStore, CapTokenError } from 'captoken/redis';
+import { SECRET } from '../node/helpers.js';
+import { startRedis } from './server.js';
+import { startPeer } from './peers.js';
+import { freshNamespace } from './stores.js';
+
+const TIMEOUT = 400;
+
+async function clients(server) {
+  const nodeRedis = createClient({ url: server.url, socket: { reconnectStrategy: () => 50 } });
+  nodeRedis.on('error', () => {});
+  await nodeRedis.connect();
+  const ioredis = new Redis(server.port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => 50 });
+  ioredis.on('error', () => {});
+  await ioredis.connect();
+  return [['node-redis', nodeRedis], ['ioredis', ioredis]];
+}
+
+async function settle(promise) {
+  const started = Date.now();
+  try {
+    return { value: await promise, ms: Date.now() - started };
+  } catch (error) {
+    return { error, ms: Date.now() - started };
+  }
+}
+
+test('a missing, foreign or closed client is a CapTokenError, never a hang', async () => {
+  for (const client of [undefined, null, {}, 42, { sendCommand: 'no' }]) {
+    await assert.rejects(RedisTokenStore.open(client, { secret: SECRET, namespace: 'x' }),
+      (e) => e instanceof CapTokenError && e.code === 'ERR_INVALID_ARGUMENT');
+  }
+  for (const namespace of [undefined, '', 'a'.repeat(65), 'a}b', 'a{b', 'a b', 'ns*', 'é', 42]) {
+    await assert.rejects(RedisTokenStore.open({}, { secret: SECRET, namespace }),
+      (e) => e instanceof CapTokenError && e.code === 'ERR_INVALID_ARGUMENT');
+  }
+  const server = await startRedis();
+  try {
+    const client = createClient({ url: server.url });
+    client.on('error', () => {});
+    await client.connect();
+    const store = await RedisTokenStore.open(client, { secret: SECRET, namespace: freshNamespace(), timeoutMs: TIMEOUT });
+    const op = await store.attachOperator('op');
+    await client.quit();
+    const r = await settle(store.verify(op.bearer, 'heartbeat'));
+    assert.equal(r.error?.code, 'ERR_STORE_UNAVAILABLE');
+    assert.ok(r.ms <= TIMEOUT + 200);
+    await assert.rejects(RedisTokenStore.open(client, { secret: SECRET, namespace: 'x', timeoutMs: TIMEOUT }),
+      (e) => e.code === 'ERR_STORE_UNAVAILABLE');
+    // close(): later calls are refused; the client stays the caller's.
+    const client2 = await createClient({ url: server.url }).connect();
+    const store2 = await RedisTokenStore.open(client2, { secret: SECRET, namespace: freshNamespace() });
+    await store2.close();
+    await assert.rejects(store2.verify(op.bearer, 'heartbeat'),
+      (e) => e.code === 'ERR_STORE_UNAVAILABLE' && /the store is closed/.test(e.message));
+    assert.equal(await client2.ping(), 'PONG');
+    await client2.quit();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('Redis killed and not restarted: every call settles within the timeout, nothing granted', async () => {
+  const server = await startRedis();
+  const open = await clients(server);
+  try {
+    const setups = [];
+    for (const [name, client] of open) {
+      const store = await RedisTokenStore.open(client, { secret: SECRET, namespace: freshNamespace(), timeoutMs: TIMEOUT });
+      const op = await store.attachOperator('op');
+      await store.startTask(op.bearer, { taskId: 't' });
+      const w = await store.dispatchAttempt(op.bearer, 't', { maxUses: 5 });
+      setups.push({ name, store, op, w });
+    }
+    await server.kill('SIGKILL');
+    for (const { name, store, op, w } of setups) {
+      const calls = {
+        verify: store.verify(w.bearer, 'fetch_prompt', 't'),
+        startTask: store.startTask(op.bearer),
+        dispatchAttempt: store.dispatchAttempt(op.bearer, 't'),
+        attachOperator: store.attachOperator('op2'),
+        revoke: store.revoke(w.fingerprint),
+        revokeTask: store.revokeTask('t'),
+        remint: store.remint(w.bearer),
+        record: store.record(w.fingerprint),
+        size: store.size(),
+        snapshot: store.snapshot(),
+        purgeExpired: store.purgeExpired(),
+      };
+      for (const [method, promise] of Object.entries(calls)) {
+        const r = await settle(promise);
+        assert.equal(r.error?.code, 'ERR_STORE_UNAVAILABLE', `${name} ${method}: ${r.error?.message ?? 'resolved'}`);
+        assert.ok(r.error instanceof CapTokenError);
+        assert.ok(r.ms <= TIMEOUT + 250, `${name} ${method} took ${r.ms} ms`);
+      }
+      const started = Date.now();
+      const d = await store.check(w.bearer, 'fetch_prompt', 't');
+      assert.equal(d.allowed, false);
+      assert.equal(d.code, 'ERR_STORE_UNAVAILABLE');
+      assert.equal(typeof d.message, 'string');
+      assert.ok(Date.now() - started <= TIMEOUT + 250);
+      // A bearer that fails a stateless step needs no server at all.
+      assert.equal((await store.check('garbage', 'fetch_prompt')).code, 'ERR_MALFORMED_TOKEN');
+    }
+  } finally {
+    for (const [, c] of open) c.disconnect();
+    await server.stop();
+  }
+});
+
+test('SIGKILL mid-run (appendfsync always), restart: every verify that resolved is still spent', async () => {
+  const server = await startRedis({ appendfsync: 'always' });
+  const open = await clients(server);
+  const namespace = freshNamespace();
+  let peer;
+  try {
+    const [[, nodeRedis], [, ioredis]] = open;
+    const a = await RedisTokenStore.open(nodeRedis, { secret: SECRET, namespace, timeoutMs: TIMEOUT });
+    const b = await RedisTokenStore.open(ioredis, { secret: SECRET, namespace, timeoutMs: TIMEOUT });
+    peer = await startPeer({ ports: [server.port], namespace, client: 'node-redis', timeoutMs: TIMEOUT });
+    const op = await a.attachOperator('op');
+    await a.startTask(op.bearer, { taskId: 't' });
+    const tokens = [];
+    for (let i = 0; i < 4000; i += 100) {
+      tokens.push(...await Promise.all(Array.from({ length: 100 }, () => a.dispatchAttempt(op.bearer, 't', { maxUses: 1 }))));
+    }
+    // Verify all of them, 32 in flight from each store, and kill Redis mid-run.
+    const resolved = [];
+    let next = 0;
+    const run = (store) => Promise.all(Array.from({ length: 32 }, async () => {
+      while (next < tokens.length) {
+        const m = tokens[next++];
+        try {
+          await store.verify(m.bearer, 'fetch_prompt', 't');
+          resolved.push(m);
+        } catch (error) {
+          assert.ok(['ERR_STORE_UNAVAILABLE'].includes(error.code), error.message);
+          return; // this lane stops at the outage
+        }
+      }
+    }));
+    const running = Promise.all([run(a), run(b)]);
+    await new Promise((r) => setTimeout(r, 40));
+    await server.kill('SIGKILL');
+    await running;
+    assert.ok(resolved.length > 0 && resolved.length < tokens.length, `resolved ${resolved.length}`);
+    await server.restart();
+    // The same clients reconnect; no process restarts.
+    for (const store of [a, b]) {
+      let again;
+      for (let i = 0; i < 100; i++) {
+        again = await store.check(op.bearer, 'heartbeat');
+        if (again.allowed) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(again.allowed, true, again.message);
+    }
+    for (const m of resolved) {
+      const d = await b.check(m.bearer, 'fetch_prompt', 't');
+      assert.equal(d.code, 'ERR_TOKEN_USES_EXHAUSTED', `a resolved verify was lost: ${d.code}`);
+    }
+    // Every token is spent at most once: those not resolved may go through once more.
+    const spentTwice = [];
+    for (const m of resolved) {
+      const r = await peer.send('verify', { bearer: m.bearer, taskId: 't' });
+      if (r.ok) spentTwice.push(m.fingerprint);
+    }
+    assert.deepEqual(spentTwice, []);
+    console.log(`# ${resolved.length} of ${tokens.length} verifies resolved before the SIGKILL; all still spent after the restart`);
+    const fresh = await a.dispatchAttempt(op.bearer, 't', { maxUses: 1 });
+    assert.equal((await peer.send('verify', { bearer: fresh.bearer, taskId: 't' })).ok, true);
+  } finally {
+    await peer?.stop();
+    for (const [, c] of open) c.disconnect();
+    await server.stop();
+  }
+});
