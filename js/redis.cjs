@@ -52,8 +52,8 @@ function adapt(client) {
   }
   if (typeof client.sendCommand === 'function') {
     // node-redis: a cluster routes sendCommand by its first argument.
-    const cluster = 'masters' in client && !('isPubSub' in client && client.masters === undefined);
-    if (cluster && client.sendCommand.length >= 3) {
+    const cluster = typeof client.getSlotRandomNode === 'function' && 'masters' in client;
+    if (cluster) {
       return {
         kind: 'node-redis-cluster',
         send: (key, args) => client.sendCommand(key, false, args),

@@ -1,0 +1,67 @@
+// A real 3-master Redis Cluster on loopback: the behaviour suite and the
+// 4-process races through node-redis and ioredis cluster clients, and two
+// namespaces landing on different masters. Every key of a namespace shares
+// one hash tag, so no script ever meets CROSSSLOT (any error reply would
+// fail these tests as ERR_STORE_UNAVAILABLE).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createCluster } from 'redis';
+import { RedisTokenStore } from 'captoken/redis';
+import { SECRET } from '../node/helpers.js';
+import { startCluster } from './server.js';
+import { clusterKinds } from './stores.js';
+import { runScenarios } from './behaviour.js';
+import { races } from './races.js';
+
+let cluster;
+const { kinds, closeClients } = clusterKinds();
+before(async () => {
+  cluster = await startCluster();
+  for (const kind of kinds) await kind.connect(cluster);
+});
+after(async () => {
+  await closeClients();
+  await cluster?.stop();
+});
+
+for (const kind of kinds) {
+  test(`behaviour suite: ${kind.name}`, async (t) => {
+    await runScenarios(t, kind);
+  });
+}
+
+test('4-process races on the cluster', async (t) => {
+  await races(t, { client: kinds[0].client, ports: cluster.nodes.map((n) => n.port), cluster: true, tokens: 2000 });
+});
+
+const cli = (port, ...args) => execFileSync('redis-cli', ['-p', String(port), ...args]).toString().trim();
+
+test('two namespaces land on different masters and never see each other', async () => {
+  const ports = cluster.nodes.map((n) => n.port);
+  // The master that serves a namespace's hash tag.
+  const owner = (namespace) => {
+    const slot = Number(cli(ports[0], 'CLUSTER', 'KEYSLOT', `ct:{${namespace}}:R`));
+    return ports.find((port) => cli(port, 'CLUSTER', 'NODES').split('\n').some((line) => line.includes('myself') && line.split(' ').slice(8).some((range) => {
+        const [lo, hi = lo] = range.split('-').map(Number);
+        return slot >= lo && slot <= hi;
+      })));
+  };
+  const a = 'swarm-a';
+  let b = 'swarm-b';
+  for (let i = 0; owner(b) === owner(a); i++) b = `swarm-b${i}`;
+  assert.notEqual(owner(a), owner(b));
+  const client = kinds[0].client;
+  const storeA = await RedisTokenStore.open(client, { secret: SECRET, namespace: a });
+  const storeB = await RedisTokenStore.open(client, { secret: SECRET, namespace: b });
+  const opA = await storeA.attachOperator('op-a');
+  const opB = await storeB.attachOperator('op-b');
+  await storeA.startTask(opA.bearer, { taskId: 'shared-name' });
+  await storeB.startTask(opB.bearer, { taskId: 'shared-name' });
+  assert.equal((await storeB.check(opA.bearer, 'heartbeat')).code, 'ERR_TOKEN_NOT_FOUND');
+  assert.equal((await storeA.check(opB.bearer, 'heartbeat')).code, 'ERR_TOKEN_NOT_FOUND');
+  assert.equal(cli(owner(a), 'EXISTS', `ct:{${a}}:r:${opA.fingerprint}`), '1');
+  assert.equal(cli(owner(b), 'EXISTS', `ct:{${b}}:r:${opB.fingerprint}`), '1');
+  assert.equal(await storeA.size(), 1);
+  assert.equal(await storeB.size(), 1);
+});
