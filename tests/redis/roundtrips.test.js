@@ -1,0 +1,109 @@
+// Round trips, counted with MONITOR on a real redis-server, for node-redis
+// and ioredis: verify and check send exactly one command (EVALSHA) once the
+// script is cached; the first call after SCRIPT FLUSH one fallback (EVAL);
+// a bearer failing a stateless step sends none. No command carries a nonce,
+// a bearer or the secret.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import readline from 'node:readline';
+import { createClient } from 'redis';
+import { Redis } from 'ioredis';
+import { RedisTokenStore } from 'captoken/redis';
+import { SECRET, OTHER_SECRET, TokenStore, T0 } from '../node/helpers.js';
+import { startRedis } from './server.js';
+import { freshNamespace } from './stores.js';
+
+let server;
+let monitor;
+const lines = [];
+before(async () => {
+  server = await startRedis();
+  monitor = spawn('redis-cli', ['-p', String(server.port), 'MONITOR'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  readline.createInterface({ input: monitor.stdout }).on('line', (line) => lines.push(line));
+  await new Promise((r) => setTimeout(r, 200));
+});
+after(async () => {
+  monitor?.kill('SIGKILL');
+  await server?.stop();
+});
+
+const kinds = [
+  ['node-redis', async () => {
+    const c = await createClient({ url: server.url }).connect();
+    return { echo: (m) => c.sendCommand(['ECHO', m]), flush: () => c.sendCommand(['SCRIPT', 'FLUSH']), client: c, close: () => c.quit() };
+  }],
+  ['ioredis', async () => {
+    const c = new Redis(server.port, '127.0.0.1');
+    await c.ping();
+    return { echo: (m) => c.call('ECHO', m), flush: () => c.call('SCRIPT', 'FLUSH'), client: c, close: () => c.quit() };
+  }],
+];
+
+for (const [name, connect] of kinds) {
+  test(`round trips with ${name}`, async () => {
+    const c = await connect();
+    let marks = 0;
+    /** The commands the store sent while fn ran (between two ECHO markers). */
+    const commands = async (fn) => {
+      const start = `mark-${name}-${marks++}`;
+      const end = `mark-${name}-${marks++}`;
+      await c.echo(start);
+      await fn();
+      await c.echo(end);
+      for (let i = 0; i < 100 && !lines.some((l) => l.includes(`"${end}"`)); i++) await new Promise((r) => setTimeout(r, 20));
+      const from = lines.findIndex((l) => l.includes(`"${start}"`));
+      const to = lines.findIndex((l) => l.includes(`"${end}"`));
+      assert.ok(from >= 0 && to > from);
+      // Commands a script runs inside Redis show as "[0 lua]": not round trips.
+      return lines.slice(from + 1, to).filter((l) => !/^[\d.]+ \[\d+ lua\]/.test(l))
+        .map((l) => l.replace(/^[\d.]+ \[[^\]]*\] /, ''));
+    };
+    const clock = { t: T0 };
+    const store = await RedisTokenStore.open(c.client, { secret: SECRET, namespace: freshNamespace(), now: () => clock.t });
+    const op = await store.attachOperator('op');
+    await store.startTask(op.bearer, { taskId: 't' });
+    const w = await store.dispatchAttempt(op.bearer, 't', { maxUses: 100, ttlSecs: 600 });
+    await store.verify(w.bearer, 'fetch_prompt', 't');
+
+    let sent = await commands(() => store.verify(w.bearer, 'fetch_prompt', 't'));
+    assert.equal(sent.length, 1, sent.join('\n'));
+    assert.match(sent[0], /^"EVALSHA"/);
+    sent = await commands(() => store.check(w.bearer, 'fetch_prompt', 't'));
+    assert.equal(sent.length, 1);
+    assert.match(sent[0], /^"EVALSHA"/);
+    // A refusal decided in the server is one command too.
+    sent = await commands(() => store.check(w.bearer, 'fetch_prompt', 'other'));
+    assert.equal(sent.length, 1);
+
+    // Stateless refusals send nothing.
+    const foreign = new TokenStore({ secret: OTHER_SECRET, now: () => clock.t }).attachOperator('x');
+    sent = await commands(async () => {
+      await assert.rejects(store.verify('garbage', 'heartbeat'), { code: 'ERR_MALFORMED_TOKEN' });
+      await assert.rejects(store.verify(foreign.bearer, 'heartbeat'), { code: 'ERR_BAD_SIGNATURE' });
+      await assert.rejects(store.verify(w.bearer, 'heartbeat'), { code: 'ERR_ROLE_VIOLATION' });
+      assert.equal((await store.check(w.bearer, 'mark_pass')).code, 'ERR_ROLE_VIOLATION');
+      clock.t += 600;
+      await assert.rejects(store.verify(w.bearer, 'fetch_prompt', 't'), { code: 'ERR_TOKEN_EXPIRED' });
+      clock.t -= 600;
+    });
+    assert.deepEqual(sent, []);
+
+    // After a script-cache flush: one fallback, then one command again.
+    await c.flush();
+    sent = await commands(() => store.verify(w.bearer, 'fetch_prompt', 't'));
+    assert.deepEqual(sent.map((l) => l.split(' ')[0]), ['"EVALSHA"', '"EVAL"']);
+    sent = await commands(() => store.verify(w.bearer, 'fetch_prompt', 't'));
+    assert.deepEqual(sent.map((l) => l.split(' ')[0]), ['"EVALSHA"']);
+
+    // Nothing secret crosses the wire.
+    const all = lines.join('\n');
+    for (const m of [op, w]) {
+      assert.ok(!all.includes(m.token.nonce), 'a nonce was sent');
+      assert.ok(!all.includes(m.bearer), 'a bearer was sent');
+    }
+    assert.ok(!all.includes(Buffer.from(SECRET).toString('hex')));
+    await store.close();
+    await c.close();
+  });
+}
