@@ -47,7 +47,8 @@ function adapt(client) {
     return {
       kind: client.isCluster ? 'ioredis-cluster' : 'ioredis',
       send: (_key, args) => client.call(...args),
-      ready: () => client.status === 'ready' || client.status === 'connect' || client.status === 'reconnecting',
+      // 'end': closed for good (quit, disconnect); any other status queues or sends.
+      ready: () => client.status !== 'end',
     };
   }
   if (typeof client.sendCommand === 'function') {

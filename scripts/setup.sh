@@ -53,6 +53,15 @@ if [ "$want_browser" = 1 ]; then
   fi
 fi
 
+# redis-server and redis-cli for the captoken/redis tests (tests/redis/ start
+# their own servers on free loopback ports; never a Redis already running).
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  say "installing Debian's redis-server"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
 if [ "$want_fuzz" = 1 ]; then
   if ! rustup toolchain list | grep -q '^nightly'; then
     say "installing the nightly toolchain"

@@ -37,5 +37,8 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60} bash scripts/fuzz.sh
 step "node --test (package, examples, console)"
 node --test --test-concurrency=1 tests/node/ tests/examples/ tests/console/
 
+step "node --test (captoken/redis on real redis-server: single node, cluster, outage, crash)"
+node --test --test-concurrency=1 tests/redis/
+
 echo
 echo "all layers passed"

@@ -16,8 +16,11 @@ before(async () => {
   for (const kind of kinds) if (kind.redis) await kind.connect(server);
 });
 after(async () => {
-  await closeClients();
-  await server?.stop();
+  try {
+    await closeClients();
+  } finally {
+    await server?.stop();
+  }
 });
 
 for (const kind of kinds) {

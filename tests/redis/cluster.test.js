@@ -21,8 +21,11 @@ before(async () => {
   for (const kind of kinds) await kind.connect(cluster);
 });
 after(async () => {
-  await closeClients();
-  await cluster?.stop();
+  try {
+    await closeClients();
+  } finally {
+    await cluster?.stop();
+  }
 });
 
 for (const kind of kinds) {

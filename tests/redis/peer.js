@@ -12,7 +12,7 @@ let client;
 if (config.client === 'ioredis') {
   client = config.cluster
     ? new Cluster(config.ports.map((port) => ({ host: '127.0.0.1', port })), { lazyConnect: true })
-    : new Redis(config.ports[0], '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: null });
+    : new Redis(config.ports[0], '127.0.0.1', { lazyConnect: true, enableAutoPipelining: true });
   await client.connect();
 } else {
   client = config.cluster

@@ -12,8 +12,11 @@ before(async () => {
   client = await createClient({ url: server.url }).connect();
 });
 after(async () => {
-  await client?.quit();
-  await server?.stop();
+  try {
+    await client?.quit();
+  } finally {
+    await server?.stop();
+  }
 });
 
 test('races on one redis-server', async (t) => {

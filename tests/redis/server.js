@@ -7,6 +7,15 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+// Every redis-server this process started and has not stopped: killed by
+// pid when the process exits, even after a failed test.
+const live = new Set();
+process.on('exit', () => {
+  for (const child of live) {
+    try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
+  }
+});
+
 /** A free TCP port on 127.0.0.1. */
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -52,6 +61,8 @@ export async function startRedis(options = {}) {
   const server = { port, dir, url: `redis://127.0.0.1:${port}`, child: null };
   const launch = async () => {
     const child = spawn('redis-server', args, { stdio: 'ignore' });
+    live.add(child);
+    child.once('exit', () => live.delete(child));
     server.child = child;
     server.pid = child.pid;
     await waitForPort(port, child);

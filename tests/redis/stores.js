@@ -83,7 +83,7 @@ export function storeKinds() {
       },
     },
   ];
-  return { kinds, closeClients: async () => { for (const close of clients) await close(); } };
+  return { kinds, closeClients: async () => { for (const close of clients) await close().catch(() => {}); } };
 }
 
 /** node-redis and ioredis clients of a cluster, as store kinds. */
@@ -117,6 +117,6 @@ export function clusterKinds() {
         },
       },
     ],
-    closeClients: async () => { for (const close of clients) await close(); },
+    closeClients: async () => { for (const close of clients) await close().catch(() => {}); },
   };
 }
