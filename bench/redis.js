@@ -25,17 +25,6 @@ const LAT_N = Number(process.env.BENCH_REDIS_LAT_N ?? 3000);
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 const now = () => Number(process.hrtime.bigint()) / 1e3; // µs
 
-async function latency(fn, n) {
-  for (let i = 0; i < 200; i++) await fn();
-  const times = [];
-  for (let i = 0; i < n; i++) {
-    const t = now();
-    await fn();
-    times.push(now() - t);
-  }
-  return median(times);
-}
-
 async function throughput(fn, n, inFlight = 64) {
   let next = 0;
   const t = now();
@@ -76,8 +65,20 @@ try {
     await store.startTask(op.bearer, { taskId: 't' });
     const w = await store.dispatchAttempt(op.bearer, 't');
     const verify = () => store.verify(w.bearer, 'fetch_prompt', 't');
-    const pingUs = await latency(ping, LAT_N);
-    const verifyUs = await latency(verify, LAT_N);
+    // PING and verify alternate, so that both see the same machine load.
+    const pings = [];
+    const verifies = [];
+    for (let i = 0; i < 200; i++) { await ping(); await verify(); }
+    for (let i = 0; i < LAT_N; i++) {
+      let t = now();
+      await ping();
+      pings.push(now() - t);
+      t = now();
+      await verify();
+      verifies.push(now() - t);
+    }
+    const pingUs = median(pings);
+    const verifyUs = median(verifies);
     // The same client's own ceiling: a trivial EVALSHA (same key and
     // argument count as verify's), 64 in flight.
     const trivial = String(await (kind === 'node-redis'
