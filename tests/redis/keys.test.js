@@ -1,0 +1,123 @@
+// What RedisTokenStore keeps in Redis: keys under one hash tag per
+// namespace, record expiry, no secret material, import of a TokenStore
+// snapshot, and namespaces that cannot reach each other.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createClient } from 'redis';
+import { RedisTokenStore, TokenStore, CapTokenError } from 'captoken/redis';
+import { SECRET, T0 } from '../node/helpers.js';
+import { startRedis } from './server.js';
+import { freshNamespace } from './stores.js';
+
+let server;
+let client;
+before(async () => {
+  server = await startRedis();
+  client = await createClient({ url: server.url }).connect();
+});
+after(async () => {
+  try {
+    await client?.quit();
+  } finally {
+    await server?.stop();
+  }
+});
+
+async function dump(namespace) {
+  const keys = [];
+  for await (const batch of client.scanIterator({ MATCH: `ct:{${namespace}}:*`, COUNT: 1000 })) keys.push(...batch);
+  const values = [];
+  for (const key of keys) {
+    const type = await client.type(key);
+    if (type === 'hash') values.push(JSON.stringify(await client.hGetAll(key)));
+    if (type === 'set') values.push(JSON.stringify(await client.sMembers(key)));
+  }
+  return { keys, text: `${keys.join('\n')}\n${values.join('\n')}` };
+}
+
+test('every key shares the namespace hash tag; no nonce, bearer or secret is stored', async () => {
+  const namespace = freshNamespace();
+  const clock = { t: T0 };
+  const store = await RedisTokenStore.open(client, { secret: SECRET, namespace, now: () => clock.t });
+  const op = await store.attachOperator('op');
+  await store.startTask(op.bearer, { taskId: 'r' });
+  const w = await store.dispatchAttempt(op.bearer, 'r', { maxUses: 3, ttlSecs: 100 });
+  const child = await store.startTask(w.bearer);
+  const w2 = await store.dispatchAttempt(w.bearer, child.taskId, { maxUses: 1 });
+  const { keys, text } = await dump(namespace);
+  assert.ok(keys.length >= 8);
+  for (const key of keys) assert.ok(key.startsWith(`ct:{${namespace}}:`), key);
+  for (const m of [op, w, w2]) {
+    assert.ok(!text.includes(m.token.nonce), 'a nonce is stored');
+    assert.ok(!text.includes(m.bearer), 'a bearer is stored');
+  }
+  assert.ok(!text.includes(Buffer.from(SECRET).toString('hex')));
+  // Records of expiring tokens expire one lifetime after expire_at; Operators' never.
+  assert.equal(await client.ttl(`ct:{${namespace}}:r:${op.fingerprint}`), -1);
+  const ttl = await client.ttl(`ct:{${namespace}}:r:${w.fingerprint}`);
+  assert.ok(ttl > 190 && ttl <= 200, `ttl ${ttl}`);
+});
+
+test('import: a TokenStore snapshot into an empty namespace decides the same', async () => {
+  const clock = { t: T0 };
+  const local = new TokenStore({ secret: SECRET, now: () => clock.t });
+  const op = local.attachOperator('op');
+  local.startTask(op.bearer, { taskId: 'r' });
+  const w = local.dispatchAttempt(op.bearer, 'r', { maxUses: 5 });
+  local.verify(w.bearer, 'fetch_prompt', 'r');
+  const child = local.startTask(w.bearer);
+  const gone = local.dispatchAttempt(op.bearer, child.taskId);
+  local.revoke(gone.fingerprint);
+  const text = local.snapshot();
+
+  const namespace = freshNamespace();
+  const store = await RedisTokenStore.import(client, text, { secret: SECRET, namespace, now: () => clock.t });
+  assert.equal(await store.size(), local.size);
+  for (const [bearer, verb, task] of [[w.bearer, 'fetch_prompt', 'r'], [gone.bearer, 'fetch_prompt', child.taskId],
+    [op.bearer, 'heartbeat'], [w.bearer, 'fetch_prompt', child.taskId]]) {
+    const mine = await store.check(bearer, verb, task);
+    const theirs = local.check(bearer, verb, task);
+    assert.deepEqual(mine, theirs);
+  }
+  assert.deepEqual(await store.task(child.taskId), local.task(child.taskId));
+  // A worker under the imported tree counts against its limits and depth.
+  const grandchild = await store.startTask(w.bearer, { parentId: child.taskId });
+  assert.equal(grandchild.spawnDepth, 2);
+  // The namespace now holds keys: a second import is refused, nothing written.
+  const before = (await dump(namespace)).text;
+  await assert.rejects(RedisTokenStore.import(client, text, { secret: SECRET, namespace }),
+    (e) => e instanceof CapTokenError && e.code === 'ERR_INVALID_ARGUMENT');
+  assert.equal((await dump(namespace)).text, before);
+  // Bad text: ERR_SNAPSHOT_INVALID, nothing written.
+  const empty = freshNamespace();
+  const widened = text.replace('"uses_left":3', '"uses_left":99');
+  assert.notEqual(widened, text);
+  for (const bad of ['{', '{"version":1}', widened, 42]) {
+    await assert.rejects(RedisTokenStore.import(client, bad, { secret: SECRET, namespace: empty }),
+      (e) => e instanceof CapTokenError && e.code === (typeof bad === 'string' ? 'ERR_SNAPSHOT_INVALID' : 'ERR_INVALID_ARGUMENT'));
+  }
+  assert.deepEqual((await dump(empty)).keys, []);
+  // Round trip back: the Redis snapshot restores into a TokenStore deciding the same.
+  const back = TokenStore.restore(await store.snapshot(), { secret: SECRET, now: () => clock.t });
+  assert.deepEqual(back.check(w.bearer, 'fetch_prompt', 'r'), await store.check(w.bearer, 'fetch_prompt', 'r'));
+});
+
+test('hostile namespaces cannot reach another namespace\'s keys', async () => {
+  const victim = await RedisTokenStore.open(client, { secret: SECRET, namespace: 'victim' });
+  const op = await victim.attachOperator('op');
+  await victim.startTask(op.bearer, { taskId: 't' });
+  for (const namespace of ['victim}', '{victim', 'victim}:r', '*', 'victim*', 'vic tim', 'victim\n', '', 'é']) {
+    await assert.rejects(RedisTokenStore.open(client, { secret: SECRET, namespace }), { code: 'ERR_INVALID_ARGUMENT' });
+  }
+  // Namespaces that are prefixes or extensions of another see nothing of it.
+  for (const namespace of ['victi', 'victim:', 'victim:r', 'victim.x', 'victim-']) {
+    const other = await RedisTokenStore.open(client, { secret: SECRET, namespace });
+    assert.equal((await other.check(op.bearer, 'heartbeat')).code, 'ERR_TOKEN_NOT_FOUND');
+    assert.equal(await other.task('t'), undefined);
+    assert.equal(await other.size(), 0);
+    assert.equal(await other.revokeTask('t'), 0);
+    assert.equal(await other.purgeExpired(), 0);
+  }
+  assert.equal((await victim.check(op.bearer, 'heartbeat')).allowed, true);
+  assert.equal(await victim.size(), 1);
+});
