@@ -462,7 +462,10 @@ class RedisTokenStore {
     for await (const t of this.tasks()) {
       tasks.push(JSON.stringify({ task_id: t.taskId, parent_id: t.parentId, spawn_depth: t.spawnDepth }));
     }
-    return `{"version":1,"format":${JSON.stringify(this.#config.format)},"records":[${records.join(',')}],"tasks":[${tasks.join(',')}]}`;
+    // Assembled as version-1 text, then restored and written by the core in
+    // the store's own snapshot format (validated on the way).
+    const assembled = `{"version":1,"format":${JSON.stringify(this.#config.format)},"records":[${records.join(',')}],"tasks":[${tasks.join(',')}]}`;
+    return this.#core.finishSnapshot(assembled);
   }
 
   async #importRows(records, tasks) {

@@ -189,6 +189,22 @@ impl RemoteCore {
         narrower_scopes(asked, &Scopes::from_iter(own.iter().map(String::as_str)))
     }
 
+    /// Snapshot text in the store's own format from the version-1 text the
+    /// remote store assembles from its records and tasks: restored (and so
+    /// validated) exactly as [`TokenStore::restore`] does, then written by
+    /// [`TokenStore::snapshot`]. With [`read_snapshot`](Self::read_snapshot),
+    /// the only code that knows the snapshot format: a sealed format changes
+    /// these two functions only.
+    pub fn finish_snapshot(&self, assembled: &str, secret: &[u8]) -> Result<String, CapTokenError> {
+        let store = TokenStore::restore(
+            assembled,
+            secret,
+            self.store.config().clone(),
+            Box::new(SetClock::default()),
+        )?;
+        Ok(store.snapshot())
+    }
+
     /// The records and tasks of snapshot text, validated exactly as
     /// [`TokenStore::restore`] does (the one place that reads the snapshot
     /// format: a sealed format changes this function only).
@@ -281,5 +297,16 @@ mod tests {
         assert_eq!(row.digest, record_digest(&w.token));
         assert_eq!(row.uses_left, Some(3));
         assert_eq!(row.task_id.as_deref(), Some("t"));
+        assert_eq!(
+            core.finish_snapshot(&store.snapshot(), &SECRET).unwrap(),
+            store.snapshot()
+        );
+        assert_eq!(
+            core.finish_snapshot("{", &SECRET)
+                .unwrap_err()
+                .code()
+                .as_str(),
+            "ERR_SNAPSHOT_INVALID"
+        );
     }
 }

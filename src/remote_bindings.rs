@@ -427,6 +427,14 @@ impl JsRemoteCore {
         to_js_error(&error)
     }
 
+    /// The store's snapshot text from the version-1 text js/redis.cjs
+    /// assembles (see [`RemoteCore::finish_snapshot`]).
+    #[wasm_bindgen(js_name = finishSnapshot)]
+    pub fn finish_snapshot(&self, text: JsValue) -> JsResult<String> {
+        let text = state_text_arg(&text, "snapshot")?;
+        throw(self.core.finish_snapshot(&text, &self.secret))
+    }
+
     /// Snapshot text's records and tasks, validated as `TokenStore.restore`
     /// validates them: `{ records: [...], tasks: [...] }`.
     #[wasm_bindgen(js_name = readSnapshot)]
