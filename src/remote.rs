@@ -16,8 +16,9 @@ use crate::role::{Role, Verb};
 use crate::state::Scopes;
 use crate::store::{narrower_scopes, MintOptions, Minted, StoreConfig, TokenStore};
 use crate::task::TaskInfo;
-use crate::token::{CapToken, Fingerprint};
+use crate::token::{CapToken, Fingerprint, TokenFields};
 use crate::verifier::Verified;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -33,18 +34,50 @@ impl Clock for SetClock {
     }
 }
 
+/// A token's fields in [`CapToken`]'s serde shape, with an empty nonce,
+/// borrowed from any [`TokenFields`] (a decoded bearer needs no copy).
+#[derive(Serialize)]
+#[serde(bound = "")]
+struct BareToken<'a, T: TokenFields> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v: Option<u8>,
+    agent_id: &'a str,
+    role: Role,
+    scopes: ScopeList<'a, T>,
+    issued_at: u64,
+    expire_at: u64,
+    max_uses: Option<u32>,
+    nonce: &'static str,
+    sig_hex: &'a str,
+}
+
+struct ScopeList<'a, T>(&'a T);
+
+impl<T: TokenFields> Serialize for ScopeList<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.scopes())
+    }
+}
+
 /// SHA-256 of the token's JSON with an empty nonce: every signed field but
 /// the nonce. Equal digests mean equal tokens for the same fingerprint.
-pub fn record_digest(token: &CapToken) -> [u8; 32] {
-    let mut bare = token.clone();
-    bare.nonce.clear();
-    Sha256::digest(record_json(&bare)).into()
+pub fn record_digest(token: &impl TokenFields) -> [u8; 32] {
+    Sha256::digest(record_json(token)).into()
 }
 
 /// The token's JSON with an empty nonce: what a record shows of its token.
-pub fn record_json(token: &CapToken) -> String {
-    let mut bare = token.clone();
-    bare.nonce.clear();
+pub fn record_json(token: &impl TokenFields) -> String {
+    let bare = BareToken {
+        v: token.v(),
+        agent_id: token.agent_id(),
+        role: token.role(),
+        scopes: ScopeList(token),
+        issued_at: token.issued_at(),
+        expire_at: token.expire_at(),
+        max_uses: token.max_uses(),
+        nonce: "",
+        sig_hex: token.sig_hex(),
+    };
     // Only strings and integers: serialising cannot fail.
     serde_json::to_string(&bare).unwrap_or_default()
 }
@@ -134,6 +167,12 @@ impl RemoteCore {
     /// The configuration.
     pub fn config(&self) -> &StoreConfig {
         self.store.config()
+    }
+
+    /// The stateless verifier (steps 1 to 4), for callers that decode into
+    /// their own buffer.
+    pub fn verifier(&self) -> &crate::verifier::Verifier {
+        self.store.verifier()
     }
 
     /// Steps 1 to 4 at `now`: decode, signature, expiry, gate.
@@ -257,6 +296,34 @@ mod tests {
         assert_eq!(presented.fingerprint, minted.minted.fingerprint);
         assert_eq!(presented.digest, minted.digest);
         assert!(!minted.json.contains(&minted.minted.token.nonce));
+        // The borrowed shape is CapToken's own serde shape with an empty nonce.
+        let mut bare = minted.minted.token.clone();
+        bare.nonce.clear();
+        assert_eq!(minted.json, serde_json::to_string(&bare).unwrap());
+        let mlua = RemoteCore::new(
+            &SECRET,
+            StoreConfig {
+                format: crate::SigningFormat::MluaSwarm,
+                ..StoreConfig::default()
+            },
+        )
+        .unwrap();
+        let scoped = mlua
+            .mint(
+                "a",
+                Role::Observer,
+                &MintOptions {
+                    scopes: Some(vec!["x".into(), "y".into()]),
+                    max_uses: Some(2),
+                    ..Default::default()
+                },
+                None,
+                5,
+            )
+            .unwrap();
+        let mut bare = scoped.minted.token.clone();
+        bare.nonce.clear();
+        assert_eq!(scoped.json, serde_json::to_string(&bare).unwrap());
         assert_eq!(
             core.authorize(&minted.minted.bearer, Verb::FetchPrompt, 1000 + 1800)
                 .unwrap_err()
