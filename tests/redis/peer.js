@@ -73,6 +73,8 @@ const handlers = {
   check: ({ bearer, verb = 'fetch_prompt', taskId }) => store.check(bearer, verb, taskId),
   revokeTask: ({ taskId }) => outcome(() => store.revokeTask(taskId)),
   startTask: ({ bearer, options }) => outcome(() => store.startTask(bearer, options)),
+  remint: ({ bearer }) => outcome(async () => (await store.remint(bearer)).fingerprint),
+  dispatch: ({ bearer, taskId, options }) => outcome(async () => (await store.dispatchAttempt(bearer, taskId, options)).fingerprint),
   async timed({ bearer, taskId, n }) {
     const started = process.hrtime.bigint();
     const r = await handlers.verifyN({ bearer, taskId, n, inFlight: 64 });

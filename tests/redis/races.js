@@ -85,6 +85,28 @@ export async function races(t, { client, ports, cluster = false, tokens = 2000 }
         assert.equal(children, 1);
       }
     });
+    await t.test('4 processes remint one token at once: exactly one new token, the old one revoked', async () => {
+      for (let round = 0; round < 10; round++) {
+        const [w] = await dispatchMany(store, op.bearer, 'race', 1, { maxUses: 3 });
+        const results = await Promise.all(peers.map((p) => p.send('remint', { bearer: w.bearer })));
+        const won = results.filter((r) => r.ok);
+        assert.equal(won.length, 1);
+        for (const r of results.filter((x) => !x.ok)) assert.equal(r.code, 'ERR_TOKEN_REVOKED');
+        assert.equal((await store.record(w.fingerprint)).revoked, true);
+        assert.equal((await store.record(won[0].value)).uses_left, 3);
+      }
+    });
+
+    await t.test('a limited Worker dispatching from 4 processes at once never hands out more than it has', async () => {
+      for (let round = 0; round < 5; round++) {
+        const [w] = await dispatchMany(store, op.bearer, 'race', 1, { maxUses: 7 });
+        // Each dispatch costs 1 + 2 uses: two fit in 7, a third does not.
+        const results = await Promise.all(peers.map((p) => p.send('dispatch', { bearer: w.bearer, taskId: 'race', options: { maxUses: 2 } })));
+        assert.equal(results.filter((r) => r.ok).length, 2);
+        for (const r of results.filter((x) => !x.ok)) assert.ok(['ERR_INVALID_ARGUMENT', 'ERR_TOKEN_USES_EXHAUSTED'].includes(r.code), r.code);
+        assert.equal((await store.record(w.fingerprint)).uses_left, 1);
+      }
+    });
   } finally {
     for (const p of peers) await p.stop();
     await store.close();
