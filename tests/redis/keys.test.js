@@ -121,3 +121,26 @@ test('hostile namespaces cannot reach another namespace\'s keys', async () => {
   assert.equal((await victim.check(op.bearer, 'heartbeat')).allowed, true);
   assert.equal(await victim.size(), 1);
 });
+
+test('where Redis differs from TokenStore (README): a record Redis has expired is gone', async () => {
+  const namespace = freshNamespace();
+  const clock = { t: T0 };
+  const store = await RedisTokenStore.open(client, { secret: SECRET, namespace, now: () => clock.t });
+  const local = new TokenStore({ secret: SECRET, now: () => clock.t });
+  const w = await store.mint('w', 'worker', { ttlSecs: 100 });
+  local.adopt(w.bearer);
+  // One lifetime after expiry Redis drops the key by its own clock; here we
+  // stand in for that wait.
+  clock.t = w.token.expire_at + 101;
+  await client.pExpire(`ct:{${namespace}}:r:${w.fingerprint}`, 1);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(await store.record(w.fingerprint), undefined);
+  assert.notEqual(local.record(w.fingerprint), undefined);
+  // Both refuse a remint that late, with different codes.
+  await assert.rejects(store.remint(w.bearer), { code: 'ERR_TOKEN_NOT_FOUND' });
+  assert.throws(() => local.remint(w.bearer), { code: 'ERR_TOKEN_EXPIRED' });
+  // Both count the record until purgeExpired removes it.
+  assert.equal(await store.size(), local.size);
+  assert.equal(await store.purgeExpired(), local.purgeExpired());
+  assert.equal(await store.size(), 0);
+});
