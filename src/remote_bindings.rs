@@ -18,7 +18,6 @@ use crate::signer::SigningFormat;
 use crate::store::{check_task_id, MintOptions};
 use crate::token::TokenFields;
 use crate::token::{Fingerprint, MAX_SAFE_INTEGER};
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 /// The remote store's core (see the module docs).
@@ -50,62 +49,53 @@ fn ownership_kind(verb: Verb) -> u8 {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PresentedJs<'a> {
-    fingerprint: String,
-    digest: String,
-    role: Role,
-    agent_id: &'a str,
-    scopes: &'a [String],
-    issued_at: u64,
-    expire_at: u64,
-    max_uses: Option<u32>,
-    kind: u8,
-    task_arg: Option<&'a str>,
+fn opt_u32(value: Option<u32>) -> JsValue {
+    value.map_or(JsValue::NULL, JsValue::from)
+}
+
+fn opt_text(value: Option<&str>) -> JsValue {
+    value.map_or(JsValue::NULL, JsValue::from_str)
+}
+
+/// A plain object of these fields, set one by one (cheaper in code size
+/// than a serde shape per result).
+fn object(fields: &[(&str, JsValue)]) -> JsValue {
+    let out: JsValue = js_sys::Object::new().into();
+    for (key, value) in fields {
+        set(&out, key, value);
+    }
+    out
 }
 
 fn presented_js(presented: &Presented, verb: Option<Verb>, task_arg: Option<&str>) -> JsValue {
     let token = &presented.token;
-    to_js(&PresentedJs {
-        fingerprint: presented.fingerprint.to_string(),
-        digest: hex(&presented.digest),
-        role: token.role,
-        agent_id: &token.agent_id,
-        scopes: &token.scopes,
-        issued_at: token.issued_at,
-        expire_at: token.expire_at,
-        max_uses: token.max_uses,
-        kind: verb.map_or(0, ownership_kind),
-        task_arg,
-    })
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct NewRecordJs<'a> {
-    fingerprint: String,
-    digest: String,
-    json: &'a str,
-    role: Role,
-    issued_at: u64,
-    expire_at: u64,
-    max_uses: Option<u32>,
-    task_id: Option<&'a str>,
+    let scopes: js_sys::Array = token.scopes.iter().map(|s| JsValue::from_str(s)).collect();
+    object(&[
+        ("fingerprint", presented.fingerprint.to_string().into()),
+        ("digest", hex(&presented.digest).into()),
+        ("role", token.role.as_str().into()),
+        ("agentId", token.agent_id.as_str().into()),
+        ("scopes", scopes.into()),
+        ("issuedAt", (token.issued_at as f64).into()),
+        ("expireAt", (token.expire_at as f64).into()),
+        ("maxUses", opt_u32(token.max_uses)),
+        ("kind", verb.map_or(0, ownership_kind).into()),
+        ("taskArg", opt_text(task_arg)),
+    ])
 }
 
 fn new_record_js(minted: &RemoteMinted, task_id: Option<&str>) -> JsValue {
     let token = &minted.minted.token;
-    to_js(&NewRecordJs {
-        fingerprint: minted.minted.fingerprint.to_string(),
-        digest: hex(&minted.digest),
-        json: &minted.json,
-        role: token.role,
-        issued_at: token.issued_at,
-        expire_at: token.expire_at,
-        max_uses: token.max_uses,
-        task_id,
-    })
+    object(&[
+        ("fingerprint", minted.minted.fingerprint.to_string().into()),
+        ("digest", hex(&minted.digest).into()),
+        ("json", minted.json.as_str().into()),
+        ("role", token.role.as_str().into()),
+        ("issuedAt", (token.issued_at as f64).into()),
+        ("expireAt", (token.expire_at as f64).into()),
+        ("maxUses", opt_u32(token.max_uses)),
+        ("taskId", opt_text(task_id)),
+    ])
 }
 
 /// `{ minted, record }` for a signed token, or `{ deferred }`: the error
@@ -482,35 +472,30 @@ impl JsRemoteCore {
     pub fn read_snapshot(&self, text: JsValue) -> JsResult<JsValue> {
         let text = state_text_arg(&text, "snapshot")?;
         let (records, tasks) = throw(self.core.read_snapshot(&text, &self.secret))?;
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Row<'a> {
-            fingerprint: String,
-            digest: String,
-            json: &'a str,
-            role: Role,
-            issued_at: u64,
-            expire_at: u64,
-            uses_left: Option<u32>,
-            revoked: bool,
-            task_id: Option<&'a str>,
-        }
-        let rows: Vec<Row<'_>> = records
+        let rows: js_sys::Array = records
             .iter()
-            .map(|r| Row {
-                fingerprint: r.fingerprint.to_string(),
-                digest: hex(&r.digest),
-                json: &r.json,
-                role: r.role,
-                issued_at: r.issued_at.min(MAX_SAFE_INTEGER),
-                expire_at: r.expire_at.min(MAX_SAFE_INTEGER),
-                uses_left: r.uses_left,
-                revoked: r.revoked,
-                task_id: r.task_id.as_deref(),
+            .map(|r| {
+                object(&[
+                    ("fingerprint", r.fingerprint.to_string().into()),
+                    ("digest", hex(&r.digest).into()),
+                    ("json", r.json.as_str().into()),
+                    ("role", r.role.as_str().into()),
+                    (
+                        "issuedAt",
+                        (r.issued_at.min(MAX_SAFE_INTEGER) as f64).into(),
+                    ),
+                    (
+                        "expireAt",
+                        (r.expire_at.min(MAX_SAFE_INTEGER) as f64).into(),
+                    ),
+                    ("usesLeft", opt_u32(r.uses_left)),
+                    ("revoked", r.revoked.into()),
+                    ("taskId", opt_text(r.task_id.as_deref())),
+                ])
             })
             .collect();
         let out: JsValue = js_sys::Object::new().into();
-        set(&out, "records", &to_js(&rows));
+        set(&out, "records", &rows);
         set(&out, "tasks", &to_js(&tasks));
         Ok(out)
     }
