@@ -606,7 +606,10 @@ fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
         ("maxTasks", &mut limits.max_tasks),
         ("maxTasksPerTree", &mut limits.max_tasks_per_tree),
         ("maxChildrenPerTask", &mut limits.max_children_per_task),
-        ("maxMadePerWorkerToken", &mut limits.max_made_per_worker_token),
+        (
+            "maxMadePerWorkerToken",
+            &mut limits.max_made_per_worker_token,
+        ),
     ] {
         let value = field(&object, name)?;
         if !value.is_undefined() {

@@ -89,7 +89,12 @@ impl Default for Limits {
 impl Limits {
     /// Refuse when `count` has reached `max`: for a Worker, nine tenths of
     /// it (see the type's docs).
-    fn check(count: usize, max: u32, name: &'static str, worker: bool) -> Result<(), CapTokenError> {
+    fn check(
+        count: usize,
+        max: u32,
+        name: &'static str,
+        worker: bool,
+    ) -> Result<(), CapTokenError> {
         let cap = if worker { max - max.div_ceil(10) } else { max };
         if count >= cap as usize {
             return Err(CapTokenError::LimitExceeded {
@@ -641,9 +646,13 @@ impl TokenStore {
             })?;
         let parent_id = match parent_id {
             Some(parent) => Some(parent.to_owned()),
-            None if worker => Some(entry.task_id.as_deref().map(str::to_owned).ok_or(
-                CapTokenError::TaskNotFound { task_id: None },
-            )?),
+            None if worker => Some(
+                entry
+                    .task_id
+                    .as_deref()
+                    .map(str::to_owned)
+                    .ok_or(CapTokenError::TaskNotFound { task_id: None })?,
+            ),
             None => None,
         };
         let made = entry.made;
@@ -738,7 +747,12 @@ impl TokenStore {
                 false,
             )?;
         }
-        Limits::check(self.state.task_count(), limits.max_tasks, "maxTasks", worker)
+        Limits::check(
+            self.state.task_count(),
+            limits.max_tasks,
+            "maxTasks",
+            worker,
+        )
     }
 
     /// Whether one more record fits (`worker`: within the Workers' share).
@@ -783,12 +797,12 @@ impl TokenStore {
         };
         let worker = allowed.role == Role::Worker;
         let (handed, expiry_cap) = if worker {
-            let caller = self
-                .state
-                .entry(&allowed.fingerprint)
-                .ok_or(CapTokenError::TokenNotFound {
-                    fingerprint: allowed.fingerprint,
-                })?;
+            let caller =
+                self.state
+                    .entry(&allowed.fingerprint)
+                    .ok_or(CapTokenError::TokenNotFound {
+                        fingerprint: allowed.fingerprint,
+                    })?;
             Limits::check(
                 caller.made as usize,
                 self.config.limits.max_made_per_worker_token,
@@ -796,7 +810,8 @@ impl TokenStore {
                 false,
             )?;
             options.scopes = Some(narrower_scopes(options.scopes.take(), &caller.scopes)?);
-            let handed = transferred_budget(allowed.fingerprint, caller.uses_left, options.max_uses)?;
+            let handed =
+                transferred_budget(allowed.fingerprint, caller.uses_left, options.max_uses)?;
             (handed, Some(caller.expire_at))
         } else {
             (0, None)
@@ -983,7 +998,10 @@ fn narrower_scopes(asked: Option<Vec<String>>, own: &Scopes) -> Result<Vec<Strin
         (None, own) => Ok(own.to_list()),
         (Some(asked), Scopes::All) => Ok(asked),
         (Some(asked), Scopes::List(own)) => {
-            if asked.iter().all(|scope| own.iter().any(|mine| **mine == **scope)) {
+            if asked
+                .iter()
+                .all(|scope| own.iter().any(|mine| **mine == **scope))
+            {
                 Ok(asked)
             } else {
                 Err(CapTokenError::invalid(
