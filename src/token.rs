@@ -631,8 +631,22 @@ mod tests {
     #[test]
     fn canonical_len_is_the_length_of_the_canonical_text() {
         let texts = [
-            "", "a", "agent-7", "q\"uote", "back\\slash", "slash/", "tab\t", "nl\n", "cr\r",
-            "\u{8}\u{c}", "\u{0}\u{1f}\u{7f}", "é", "日本", "🦀", "|,*", "a b",
+            "",
+            "a",
+            "agent-7",
+            "q\"uote",
+            "back\\slash",
+            "slash/",
+            "tab\t",
+            "nl\n",
+            "cr\r",
+            "\u{8}\u{c}",
+            "\u{0}\u{1f}\u{7f}",
+            "é",
+            "日本",
+            "🦀",
+            "|,*",
+            "a b",
         ];
         for agent_id in texts {
             for scopes in [vec![], vec!["*"], vec!["read", "wr\"ite"], texts.to_vec()] {

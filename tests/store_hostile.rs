@@ -560,7 +560,11 @@ fn sweep_respellings(format: SigningFormat) {
                 "an escaped value",
                 text.replacen(
                     &format!("\"role\":\"{}\"", role.as_str()),
-                    &format!("\"role\":\"\\u{:04x}{}\"", role.as_str().as_bytes()[0], &role.as_str()[1..]),
+                    &format!(
+                        "\"role\":\"\\u{:04x}{}\"",
+                        role.as_str().as_bytes()[0],
+                        &role.as_str()[1..]
+                    ),
                     1,
                 ),
             ),
@@ -578,7 +582,10 @@ fn sweep_respellings(format: SigningFormat) {
             }),
         ];
         if minted.token.max_uses.is_none() {
-            respelled.push(("max_uses left out", text.replacen(",\"max_uses\":null", "", 1)));
+            respelled.push((
+                "max_uses left out",
+                text.replacen(",\"max_uses\":null", "", 1),
+            ));
         }
         for (what, json) in respelled {
             assert_ne!(json, text, "{what}: the respelling changed nothing");
