@@ -87,14 +87,14 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// Displays an optional task id as itself or `(none)`.
+/// Displays an optional task id as `task "id"` or `no task`.
 struct MaybeTask<'a>(&'a Option<String>);
 
 impl fmt::Display for MaybeTask<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(task) => write!(f, "{task:?}"),
-            None => f.write_str("(none)"),
+            Some(task) => write!(f, "task {task:?}"),
+            None => f.write_str("no task"),
         }
     }
 }
@@ -132,7 +132,7 @@ pub enum CapTokenError {
         fingerprint: Fingerprint,
     },
     /// A Worker token named a task other than the one it is bound to.
-    #[error("token {fingerprint} is bound to task {} but the call names task {}", MaybeTask(.bound), MaybeTask(.arg))]
+    #[error("token {fingerprint} is bound to {} but the call names {}", MaybeTask(.bound), MaybeTask(.arg))]
     TokenTaskMismatch {
         /// The token's public identity.
         fingerprint: Fingerprint,
@@ -162,7 +162,7 @@ pub enum CapTokenError {
         max: u32,
     },
     /// The store tracks no task with this id.
-    #[error("no task {} is tracked", MaybeTask(.task_id))]
+    #[error("{} is not tracked", MaybeTask(.task_id))]
     TaskNotFound {
         /// The task id that was looked up (`None` for a Worker bound to no task).
         task_id: Option<String>,
