@@ -11,6 +11,7 @@ use crate::gate::Gate;
 use crate::record::{CapTokenConsumeError, CapTokenRecord};
 use crate::role::{Role, Verb};
 use crate::signer::SigningFormat;
+use crate::snapshot::RestoreOptions;
 use crate::store::{GrantRef, MintOptions, Minted, StoreConfig, TokenStore};
 use crate::task::TaskInfo;
 use crate::token::{CapToken, Fingerprint, MAX_BEARER_LEN, MAX_SAFE_INTEGER};
@@ -552,6 +553,7 @@ struct StoreOptions {
     config: StoreConfig,
     clock: JsClock,
     journal: bool,
+    allow_unsealed: bool,
 }
 
 fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
@@ -617,11 +619,20 @@ fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
             .as_bool()
             .ok_or_else(|| invalid("options.journal must be a boolean"))?
     };
+    let allow_unsealed = field(&object, "allowUnsealed")?;
+    let allow_unsealed = if allow_unsealed.is_undefined() {
+        false
+    } else {
+        allow_unsealed
+            .as_bool()
+            .ok_or_else(|| invalid("options.allowUnsealed must be a boolean"))?
+    };
     Ok(StoreOptions {
         secret: secret.to_vec(),
         config,
         clock,
         journal,
+        allow_unsealed,
     })
 }
 
@@ -1025,12 +1036,15 @@ impl JsTokenStore {
             state_text_arg(journal, "journal")?
         };
         let options = store_options_arg(options)?;
-        let mut store = throw(TokenStore::restore_with_journal(
+        let mut store = throw(TokenStore::restore_with(
             snapshot,
             &journal,
             &options.secret,
             options.config,
             Box::new(options.clock),
+            RestoreOptions {
+                allow_unsealed: options.allow_unsealed,
+            },
         ))?;
         store.set_journaling(options.journal);
         Ok(JsTokenStore { store })
@@ -1253,8 +1267,8 @@ impl JsTokenStore {
         u32::try_from(self.store.len()).unwrap_or(u32::MAX)
     }
 
-    /// The whole state as JSON text.
-    pub fn snapshot(&self) -> String {
-        self.store.snapshot()
+    /// The whole state as sealed JSON text; the journal chain restarts at it.
+    pub fn snapshot(&mut self) -> JsResult<String> {
+        throw(self.store.snapshot())
     }
 }
