@@ -418,7 +418,10 @@ impl Journal {
             return;
         }
         self.scratch.clear();
-        // Only strings and integers: writing into a Vec cannot fail.
+        // Only strings and integers: writing into a Vec cannot fail. (A failed
+        // allocation of these few hundred bytes aborts the module, which the
+        // package then reports as unavailable: a change is never left
+        // unjournaled.)
         if serde_json::to_writer(&mut self.scratch, event).is_err() {
             return;
         }

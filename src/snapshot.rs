@@ -178,22 +178,50 @@ const MAC_AT: usize = HEAD_KEY_ID.len() + KEY_ID_HEX_LEN + HEAD_MAC.len();
 const MAC_HEX_LEN: usize = 64;
 const HEADER_LEN: usize = MAC_AT + MAC_HEX_LEN + HEAD_END.len();
 
-/// A `Vec<u8>` writer whose growth is fallible: a snapshot of a huge state
-/// must fail with an error, not abort the module on allocation failure.
-struct FallibleBuf(Vec<u8>);
+/// Bytes a JSON string of `len` bytes takes at most: serde_json writes a
+/// control character as `\u00XX` (6 bytes), anything else as itself or as a
+/// 2-byte escape; plus the quotes.
+fn json_str_max(len: usize) -> usize {
+    len.saturating_mul(6).saturating_add(2)
+}
 
-impl std::io::Write for FallibleBuf {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .try_reserve(bytes.len())
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
-        self.0.extend_from_slice(bytes);
-        Ok(bytes.len())
+/// An upper bound on the snapshot's length, so that its buffer is reserved
+/// once, fallibly, and serde_json never grows it (an infallible growth would
+/// abort the module on a huge state). Writing into a plain `Vec<u8>` keeps
+/// one copy of serde_json's serializer in the .wasm: the bearer encoder uses
+/// the same one (a writer of our own cost 11 KB).
+fn snapshot_max_len(state: &MemoryState, tasks: &[TaskInfo]) -> usize {
+    // Everything of a record but its strings: keys, punctuation, the 64-hex
+    // fingerprint and signature, the widest numbers, the longest role name.
+    // (356 bytes counted for the widest record, and a comma.)
+    const RECORD_FIXED: usize = 400;
+    const TASK_FIXED: usize = 64;
+    let mut total: usize = 512;
+    for (_, entry) in state.entries() {
+        let scopes = entry.scopes.iter().fold(0usize, |sum, scope| {
+            sum.saturating_add(json_str_max(scope.len()) + 1)
+        });
+        let task = entry
+            .task_id
+            .as_deref()
+            .map_or(4, |task| json_str_max(task.len()));
+        total = total
+            .saturating_add(RECORD_FIXED)
+            .saturating_add(json_str_max(entry.agent_id.len()))
+            .saturating_add(scopes)
+            .saturating_add(task);
     }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+    for task in tasks {
+        let parent = task
+            .parent_id
+            .as_deref()
+            .map_or(4, |p| json_str_max(p.len()));
+        total = total
+            .saturating_add(TASK_FIXED)
+            .saturating_add(json_str_max(task.task_id.len()))
+            .saturating_add(parent);
     }
+    total
 }
 
 fn out_of_memory(bytes: usize) -> CapTokenError {
@@ -333,13 +361,14 @@ impl TokenStore {
             records: RecordsOut(self.state()),
             tasks,
         };
-        // A first guess at the size saves most of the copies of growing.
-        let guess = self.state().len().saturating_mul(320).saturating_add(256);
-        let mut out = FallibleBuf(Vec::new());
-        out.0.try_reserve(guess).map_err(|_| out_of_memory(guess))?;
-        // Only strings and integers: the only failure is the allocation.
-        serde_json::to_writer(&mut out, &doc).map_err(|_| out_of_memory(out.0.len()))?;
-        let mut text = out.0;
+        let max = snapshot_max_len(self.state(), &doc.tasks);
+        let mut text: Vec<u8> = Vec::new();
+        text.try_reserve_exact(max)
+            .map_err(|_| out_of_memory(max))?;
+        // Only strings and integers: serialising cannot fail, and it stays
+        // within the reserved bytes.
+        serde_json::to_writer(&mut text, &doc)
+            .map_err(|_| CapTokenError::snapshot("the state could not be written"))?;
         if text.get(..HEAD_KEY_ID.len()) != Some(HEAD_KEY_ID) {
             return Err(CapTokenError::snapshot(
                 "the snapshot header is not as written",
@@ -677,4 +706,44 @@ pub(crate) fn check_depth(task: &TaskInfo, max_depth: u32) -> Result<(), CapToke
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::role::Role;
+    use crate::store::MintOptions;
+
+    /// The reservation is an upper bound even for the widest records: the
+    /// longest names, control characters (6 bytes each once escaped), the
+    /// widest numbers, so serde_json never grows the buffer.
+    #[test]
+    fn the_reserved_length_bounds_the_widest_snapshot() {
+        let config = StoreConfig {
+            worker_token_ttl_secs: MAX_SAFE_INTEGER,
+            ..StoreConfig::default()
+        };
+        let mut store = TokenStore::new(&[3u8; 32], config, Box::new(FixedClock::new(0))).unwrap();
+        let wide = "\u{1}".repeat(crate::store::MAX_AGENT_ID_LEN);
+        let task = "\u{1}".repeat(crate::task::MAX_TASK_ID_LEN);
+        for role in [Role::Observer, Role::Worker] {
+            store
+                .mint(
+                    &wide,
+                    role,
+                    MintOptions {
+                        scopes: Some(vec!["\u{1}".repeat(crate::store::MAX_SCOPE_LEN); 4]),
+                        max_uses: Some(u32::MAX),
+                        task_id: Some(task.clone()),
+                        ttl_secs: Some(MAX_SAFE_INTEGER),
+                    },
+                )
+                .unwrap();
+            store.mint("a", role, MintOptions::default()).unwrap();
+        }
+        let max = snapshot_max_len(store.state(), &store.tasks());
+        let text = store.snapshot().unwrap();
+        assert!(text.len() <= max, "{} > {max}", text.len());
+    }
 }
