@@ -237,10 +237,13 @@ function inboxPaths(glue) {
 const MAX_SNAPSHOT_LEN = 2 ** 30;
 
 /**
- * TokenStore.restore writes the snapshot text into a staging buffer in the
- * module's memory with TextEncoder.encodeInto: for a million records (a few
- * hundred MB) the glue's per-character copy cost more than the parse.
- * Anything but a string of snapshot size takes the ordinary path.
+ * TokenStore.restore writes the snapshot text, and the journal text after it,
+ * into a staging buffer in the module's memory with TextEncoder.encodeInto:
+ * for a million records (a few hundred MB) the glue's per-character copy cost
+ * more than the parse, and the glue's allocation for a string cannot fail
+ * gracefully (the module would trap). Anything but a string of snapshot size
+ * takes the ordinary path; a journal that is not such a string is passed as
+ * it is, for the module to refuse.
  */
 function stagedRestore(glue) {
   const cls = glue.TokenStore;
@@ -248,29 +251,38 @@ function stagedRestore(glue) {
   const staged = cls.__restoreStaged;
   delete cls.__restoreStaged;
   const encoder = new TextEncoder();
+  const fits = (text) => typeof text === 'string' && text.length <= MAX_SNAPSHOT_LEN;
   cls.restore = function restore(snapshot, options, journal) {
-    if (typeof snapshot !== 'string' || snapshot.length > MAX_SNAPSHOT_LEN) {
+    if (!fits(snapshot)) {
       return ordinary.call(this, snapshot, options, journal);
     }
+    const texts = fits(journal) ? [snapshot, journal] : [snapshot];
     const memory = glue.__memory();
     // One byte per unit fits ASCII text (what snapshot() writes); any other
     // character makes the loop grow the stage for the rest, at 3 bytes a unit.
-    let capacity = snapshot.length;
+    const lengths = [];
     let written = 0;
-    let read = 0;
-    for (;;) {
-      const at = glue.__stage(capacity);
-      if (at === 0) {
-        throw new CapTokenError('invalid snapshot: too large for the module\'s memory', { code: 'ERR_SNAPSHOT_INVALID' });
+    for (const text of texts) {
+      let capacity = written + text.length;
+      let read = 0;
+      const start = written;
+      for (;;) {
+        const at = glue.__stage(capacity);
+        if (at === 0) {
+          throw new CapTokenError('invalid snapshot: too large for the module\'s memory', { code: 'ERR_SNAPSHOT_INVALID' });
+        }
+        const rest = read === 0 ? text : text.slice(read);
+        const done = encoder.encodeInto(rest, new Uint8Array(memory.buffer, at + written, capacity - written));
+        read += done.read;
+        written += done.written;
+        if (read >= text.length) break;
+        capacity = written + 3 * (text.length - read);
       }
-      const rest = read === 0 ? snapshot : snapshot.slice(read);
-      const done = encoder.encodeInto(rest, new Uint8Array(memory.buffer, at + written, capacity - written));
-      read += done.read;
-      written += done.written;
-      if (read >= snapshot.length) break;
-      capacity = written + 3 * (snapshot.length - read);
+      lengths.push(written - start);
     }
-    return staged.call(this, written, options, journal);
+    return texts.length === 2
+      ? staged.call(this, lengths[0], options, undefined, lengths[1])
+      : staged.call(this, lengths[0], options, journal, undefined);
   };
 }
 

@@ -1035,10 +1035,14 @@ impl JsTokenStore {
         } else {
             state_text_arg(journal, "journal")?
         };
+        Self::restore_texts(snapshot, &journal, options)
+    }
+
+    fn restore_texts(snapshot: &str, journal: &str, options: &JsValue) -> JsResult<JsTokenStore> {
         let options = store_options_arg(options)?;
         let mut store = throw(TokenStore::restore_with(
             snapshot,
-            &journal,
+            journal,
             &options.secret,
             options.config,
             Box::new(options.clock),
@@ -1050,15 +1054,30 @@ impl JsTokenStore {
         Ok(JsTokenStore { store })
     }
 
-    /// `restore` of snapshot text the entry module staged (see [`stage`]).
+    /// `restore` of snapshot text the entry module staged (see [`stage`]),
+    /// `len` bytes; with `journal_len`, the journal's bytes follow it in the
+    /// stage (staged too: passing a string of a gigabyte through the glue
+    /// allocates infallibly, and a failure there would trap), else the
+    /// journal is the `journal` argument.
     #[wasm_bindgen(js_name = "__restoreStaged")]
     pub fn restore_staged(
         len: usize,
         options: JsValue,
         journal: JsValue,
+        journal_len: Option<u32>,
     ) -> JsResult<JsTokenStore> {
-        let snapshot = throw(take_stage(len))?;
-        Self::restore_text(&snapshot, &options, &journal)
+        let Some(journal_len) = journal_len else {
+            let snapshot = throw(take_stage(len))?;
+            return Self::restore_text(&snapshot, &options, &journal);
+        };
+        let journal_len = usize::try_from(journal_len).unwrap_or(usize::MAX);
+        let text = throw(take_stage(len.saturating_add(journal_len)))?;
+        let (Some(snapshot), Some(journal)) = (text.get(..len), text.get(len..)) else {
+            return Err(to_js_error(&CapTokenError::snapshot(
+                "snapshot and journal were not staged",
+            )));
+        };
+        Self::restore_texts(snapshot, journal, &options)
     }
 
     /// The journal lines written since the last call (needs `journal: true`).

@@ -231,6 +231,20 @@ fn out_of_memory(bytes: usize) -> CapTokenError {
     }
 }
 
+/// Make sure, fallibly, that memory can hold a state as large as the text
+/// before parsing it: the state a text rebuilds takes fewer bytes than the
+/// text (a record of ~330 bytes of JSON is ~150 bytes of state), but its
+/// tables and strings grow through allocations that cannot fail gracefully
+/// (they would abort the module). A block of that size is reserved and
+/// given back at once; in WebAssembly the memory it grew stays with the
+/// allocator, for the parse to use.
+fn reserve_headroom(bytes: usize) -> Result<(), CapTokenError> {
+    let mut headroom: Vec<u8> = Vec::new();
+    headroom
+        .try_reserve_exact(bytes)
+        .map_err(|_| CapTokenError::snapshot("the snapshot is too large for the memory left"))
+}
+
 /// The MAC of sealed snapshot text: every byte but the MAC's own hex.
 fn snapshot_mac(seal: &Seal, text: &[u8]) -> Tag {
     let mut mac = seal.start(SNAPSHOT_LABEL);
@@ -440,6 +454,7 @@ impl TokenStore {
         // Made first: a bad secret or configuration is the caller's error,
         // and the seal key comes from it.
         let mut store = TokenStore::with_state(secret, config, clock, MemoryState::default())?;
+        reserve_headroom(snapshot.len().saturating_add(journal.len()))?;
         let seal = store.journal().seal().clone();
         let sealed = check_seal(snapshot.as_bytes(), &seal, options)?;
         let max_depth = store.config().max_spawn_depth;
