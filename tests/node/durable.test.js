@@ -268,3 +268,31 @@ test('a directory of the old, unsealed format opens with allowUnsealed and is se
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the journal on disk: a deleted consume line or a duplicated line is refused when opening', () => {
+  const dir = fresh();
+  try {
+    const store = DurableTokenStore.open(dir, { secret });
+    const once = store.mint('w', 'worker', { taskId: 't', maxUses: 1 });
+    store.verify(once.bearer, 'fetch_prompt', 't');
+    store.mint('later', 'observer');
+    store.close();
+    const file = journalOf(dir);
+    const lines = readFileSync(file, 'utf8').split('\n').slice(0, -1);
+    const consume = lines.findIndex((l) => JSON.parse(l).op === 'consume');
+    assert.ok(consume >= 0 && consume < lines.length - 1);
+    const put = (kept) => fs.writeFileSync(file, kept.map((l) => `${l}\n`).join(''));
+    put(lines.filter((_, i) => i !== consume));
+    assert.throws(() => DurableTokenStore.open(dir, { secret }),
+      (e) => e.code === 'ERR_SNAPSHOT_INVALID' && /journal line \d+: the seal does not match/.test(e.message));
+    put([...lines.slice(0, 1), lines[0], ...lines.slice(1)]);
+    assert.throws(() => DurableTokenStore.open(dir, { secret }), { code: 'ERR_SNAPSHOT_INVALID' });
+    // A refused open leaves no lock behind; the real journal opens, spent stays spent.
+    assert.equal(existsSync(join(dir, 'lock.json')), false);
+    put(lines);
+    assert.equal(withOpen(dir, { secret }, (s) => s.check(once.bearer, 'fetch_prompt', 't').code),
+      'ERR_TOKEN_USES_EXHAUSTED');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
