@@ -87,29 +87,79 @@ function grantFactory(glue) {
 }
 
 /**
+ * Whether an error escaping a call into the module means the module itself
+ * failed: a WebAssembly trap (`unreachable` after an allocation failure, an
+ * out-of-bounds access), or the call stack running out while WebAssembly code
+ * ran. Either stops the module in the middle of a call: a borrow is never
+ * released, the allocator may be half-way through an update. Nothing decided
+ * by that instance can be trusted afterwards.
+ */
+function isTrap(error) {
+  return (
+    error instanceof WebAssembly.RuntimeError ||
+    (error instanceof RangeError && /call stack/i.test(error.message ?? ''))
+  );
+}
+
+/**
+ * The one error every call gets once the module instance trapped.
+ */
+function unavailable() {
+  return new CapTokenError(
+    'store unavailable: the WebAssembly instance trapped and cannot be used again; ' +
+      'reload the module (restart the process or reload the page) and restore the state ' +
+      'from its snapshot and journal',
+    { code: 'ERR_STORE_UNAVAILABLE' },
+  );
+}
+
+/**
+ * Run `f` as one call into the module: once the instance has trapped, refuse
+ * it with `unavailable()`; when it traps now, remember that. `health.depth`
+ * counts the calls in progress: a "recursive use of an object" error in an
+ * outermost call cannot come from re-entry (a clock calling back into a busy
+ * store, depth 2), so a borrow was left held by an earlier interrupted call:
+ * the instance is broken just the same.
+ */
+function callModule(health, f) {
+  if (health.trapped) throw unavailable();
+  health.depth++;
+  try {
+    return f();
+  } catch (error) {
+    if (error instanceof CapTokenError) throw error;
+    if (isTrap(error) || (health.depth === 1 && /recursive use of an object/.test(error?.message ?? ''))) {
+      health.trapped = true;
+      throw unavailable();
+    }
+    // Only glue errors get here (e.g. a `now` callback calling back into
+    // a store that is mid-call); the core reports everything else itself.
+    throw new CapTokenError(`invalid argument: ${error?.message ?? error}`, { code: 'ERR_INVALID_ARGUMENT' });
+  } finally {
+    health.depth--;
+  }
+}
+
+/**
  * Guard every method and getter of a wasm-bindgen class: a call on a freed
  * object or with a foreign `this` would reach Rust with a dangling or
  * mistyped pointer, and glue errors are not CapTokenErrors. Freeing twice is
- * a no-op.
+ * a no-op, and so is freeing after the instance trapped. Static methods and
+ * the constructor go through the same trap guard; the class returned is a
+ * Proxy of `cls` whose `new` is guarded (instanceof and statics unchanged).
  */
-function guardClass(cls) {
+function guardClass(cls, health) {
   const misuse = () =>
     new CapTokenError(`invalid argument: not a live ${cls.name} (freed, or called on another object)`,
       { code: 'ERR_INVALID_ARGUMENT' });
   const wrap = (f, key) =>
     function guarded(a, b, c, d) {
+      if (key === 'free' && health.trapped) return undefined;
       if (!(this instanceof cls) || !this.__wbg_ptr) {
         if (key === 'free' && this instanceof cls) return undefined;
         throw misuse();
       }
-      try {
-        return f.call(this, a, b, c, d);
-      } catch (error) {
-        if (error instanceof CapTokenError) throw error;
-        // Only glue errors get here (e.g. a `now` callback calling back into
-        // a store that is mid-call); the core reports everything else itself.
-        throw new CapTokenError(`invalid argument: ${error?.message ?? error}`, { code: 'ERR_INVALID_ARGUMENT' });
-      }
+      return callModule(health, () => f.call(this, a, b, c, d));
     };
   const proto = cls.prototype;
   for (const key of Object.getOwnPropertyNames(proto)) {
@@ -119,6 +169,23 @@ function guardClass(cls) {
     if (desc.get) desc.get = wrap(desc.get, key);
     Object.defineProperty(proto, key, desc);
   }
+  for (const key of Object.getOwnPropertyNames(cls)) {
+    if (key.startsWith('__') || ['length', 'name', 'prototype'].includes(key)) continue;
+    const desc = Object.getOwnPropertyDescriptor(cls, key);
+    if (typeof desc.value !== 'function') continue;
+    const f = desc.value;
+    desc.value = {
+      [key](a, b, c, d) {
+        return callModule(health, () => f.call(this, a, b, c, d));
+      },
+    }[key];
+    Object.defineProperty(cls, key, desc);
+  }
+  return new Proxy(cls, {
+    construct(target, args, newTarget) {
+      return callModule(health, () => Reflect.construct(target, args, newTarget));
+    },
+  });
 }
 
 // Must match MAX_BEARER_LEN in src/token.rs and the inbox layout in
@@ -170,10 +237,13 @@ function inboxPaths(glue) {
 const MAX_SNAPSHOT_LEN = 2 ** 30;
 
 /**
- * TokenStore.restore writes the snapshot text into a staging buffer in the
- * module's memory with TextEncoder.encodeInto: for a million records (a few
- * hundred MB) the glue's per-character copy cost more than the parse.
- * Anything but a string of snapshot size takes the ordinary path.
+ * TokenStore.restore writes the snapshot text, and the journal text after it,
+ * into a staging buffer in the module's memory with TextEncoder.encodeInto:
+ * for a million records (a few hundred MB) the glue's per-character copy cost
+ * more than the parse, and the glue's allocation for a string cannot fail
+ * gracefully (the module would trap). Anything but a string of snapshot size
+ * takes the ordinary path; a journal that is not such a string is passed as
+ * it is, for the module to refuse.
  */
 function stagedRestore(glue) {
   const cls = glue.TokenStore;
@@ -181,38 +251,54 @@ function stagedRestore(glue) {
   const staged = cls.__restoreStaged;
   delete cls.__restoreStaged;
   const encoder = new TextEncoder();
+  const fits = (text) => typeof text === 'string' && text.length <= MAX_SNAPSHOT_LEN;
   cls.restore = function restore(snapshot, options, journal) {
-    if (typeof snapshot !== 'string' || snapshot.length > MAX_SNAPSHOT_LEN) {
+    if (!fits(snapshot)) {
       return ordinary.call(this, snapshot, options, journal);
     }
+    const texts = fits(journal) ? [snapshot, journal] : [snapshot];
     const memory = glue.__memory();
     // One byte per unit fits ASCII text (what snapshot() writes); any other
     // character makes the loop grow the stage for the rest, at 3 bytes a unit.
-    let capacity = snapshot.length;
+    const lengths = [];
     let written = 0;
-    let read = 0;
-    for (;;) {
-      const at = glue.__stage(capacity);
-      if (at === 0) {
-        throw new CapTokenError('invalid snapshot: too large for the module\'s memory', { code: 'ERR_SNAPSHOT_INVALID' });
+    for (const text of texts) {
+      let capacity = written + text.length;
+      let read = 0;
+      const start = written;
+      for (;;) {
+        const at = glue.__stage(capacity);
+        if (at === 0) {
+          throw new CapTokenError('invalid snapshot: too large for the module\'s memory', { code: 'ERR_SNAPSHOT_INVALID' });
+        }
+        const rest = read === 0 ? text : text.slice(read);
+        const done = encoder.encodeInto(rest, new Uint8Array(memory.buffer, at + written, capacity - written));
+        read += done.read;
+        written += done.written;
+        if (read >= text.length) break;
+        capacity = written + 3 * (text.length - read);
       }
-      const rest = read === 0 ? snapshot : snapshot.slice(read);
-      const done = encoder.encodeInto(rest, new Uint8Array(memory.buffer, at + written, capacity - written));
-      read += done.read;
-      written += done.written;
-      if (read >= snapshot.length) break;
-      capacity = written + 3 * (snapshot.length - read);
+      lengths.push(written - start);
     }
-    return staged.call(this, written, options, journal);
+    return texts.length === 2
+      ? staged.call(this, lengths[0], options, undefined, lengths[1])
+      : staged.call(this, lengths[0], options, journal, undefined);
   };
 }
 
-/** Prepare the generated classes, once per module instance. */
+/**
+ * Prepare the generated classes, once per module instance, and return the
+ * classes to export (guarded Proxies of the generated ones).
+ */
 export function guardClasses(glue) {
   inboxPaths(glue);
   stagedRestore(glue);
-  guardClass(glue.TokenStore);
-  guardClass(glue.CapTokenRecord);
+  // One per module instance: a trap breaks every store of the instance.
+  const health = { trapped: false, depth: 0 };
+  return {
+    TokenStore: guardClass(glue.TokenStore, health),
+    CapTokenRecord: guardClass(glue.CapTokenRecord, health),
+  };
 }
 
 /** Hand the module what it builds results with; call after instantiation. */

@@ -4,12 +4,12 @@
 const glue = require('../pkg/node/captoken.js');
 const { CapTokenError, guardClasses, connect } = require('./common.js');
 
-guardClasses(glue);
+const { TokenStore, CapTokenRecord } = guardClasses(glue);
 connect(glue);
 
 module.exports = {
-  TokenStore: glue.TokenStore,
-  CapTokenRecord: glue.CapTokenRecord,
+  TokenStore,
+  CapTokenRecord,
   CapTokenError,
 };
 // Not part of the API: bytes of WebAssembly linear memory, for the benchmarks.

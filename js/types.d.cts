@@ -110,6 +110,13 @@ export interface StoreOptions {
   /** Keep every state change as journal lines for `takeJournal()` (default false). */
   journal?: boolean;
   /**
+   * `TokenStore.restore` only: accept a snapshot of the old, unsealed shape
+   * (no `key_id` and `mac`), and unsealed journal lines after it (default
+   * false). Nothing vouches for such text: anyone who could write it could
+   * have revived a spent or revoked token. Sealed text is checked either way.
+   */
+  allowUnsealed?: boolean;
+  /**
    * Limits (ERR_LIMIT_EXCEEDED past them; Workers may fill the store-wide
    * two only to nine tenths, so an Operator can always start a new root).
    * Records in the store; default 2,000,000.
@@ -177,7 +184,16 @@ export interface TaskInfo {
 /** The token table and task table of one orchestrator. */
 export declare class TokenStore {
   constructor(options: StoreOptions);
-  /** A store from `snapshot()` text, then the journal lines written after it. */
+  /**
+   * A store from `snapshot()` text, then the journal lines written after it.
+   * The seal of the snapshot and of every journal line is checked first
+   * (docs/snapshot-and-journal.md): edited text, a line deleted, duplicated
+   * or moved, another secret ("the secret does not match"), an unsealed
+   * snapshot without `allowUnsealed`, or a task at depth >= maxSpawnDepth
+   * throw ERR_SNAPSHOT_INVALID and create nothing. Complete lines cut off the
+   * end of the journal, and an older sealed snapshot and journal put back,
+   * look like a crash and are not detected.
+   */
   static restore(snapshot: string, options: StoreOptions, journal?: string): TokenStore;
   attachOperator(agentId: string, options?: MintOptions): Minted;
   mint(agentId: string, role: Role, options?: MintOptions): Minted;
@@ -202,10 +218,18 @@ export declare class TokenStore {
   records(): CapTokenRecordJSON[];
   tasks(): TaskInfo[];
   readonly size: number;
+  /**
+   * The whole state as sealed JSON text (no nonce, no secret). Starts a new
+   * journal chain: lines not yet taken are dropped (the snapshot holds their
+   * changes), and the next line is chained to this snapshot. Throws
+   * ERR_LIMIT_EXCEEDED (limit `memory`) when the text does not fit in the
+   * module's memory; the store is unchanged then.
+   */
   snapshot(): string;
   /**
    * The journal lines (newline-delimited JSON, no nonce, no secret) written
    * since the last call; `''` unless the store was made with `journal: true`.
+   * Each line is sealed and chained to the one before it.
    */
   takeJournal(): string;
   /** Release the store's memory in the WebAssembly module now. */

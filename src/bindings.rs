@@ -11,6 +11,7 @@ use crate::gate::Gate;
 use crate::record::{CapTokenConsumeError, CapTokenRecord};
 use crate::role::{Role, Verb};
 use crate::signer::SigningFormat;
+use crate::snapshot::RestoreOptions;
 use crate::store::{GrantRef, MintOptions, Minted, StoreConfig, TokenStore};
 use crate::task::TaskInfo;
 use crate::token::{CapToken, Fingerprint, MAX_BEARER_LEN, MAX_SAFE_INTEGER};
@@ -552,6 +553,7 @@ struct StoreOptions {
     config: StoreConfig,
     clock: JsClock,
     journal: bool,
+    allow_unsealed: bool,
 }
 
 fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
@@ -634,11 +636,20 @@ fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
             .as_bool()
             .ok_or_else(|| invalid("options.journal must be a boolean"))?
     };
+    let allow_unsealed = field(&object, "allowUnsealed")?;
+    let allow_unsealed = if allow_unsealed.is_undefined() {
+        false
+    } else {
+        allow_unsealed
+            .as_bool()
+            .ok_or_else(|| invalid("options.allowUnsealed must be a boolean"))?
+    };
     Ok(StoreOptions {
         secret: secret.to_vec(),
         config,
         clock,
         journal,
+        allow_unsealed,
     })
 }
 
@@ -1041,27 +1052,49 @@ impl JsTokenStore {
         } else {
             state_text_arg(journal, "journal")?
         };
+        Self::restore_texts(snapshot, &journal, options)
+    }
+
+    fn restore_texts(snapshot: &str, journal: &str, options: &JsValue) -> JsResult<JsTokenStore> {
         let options = store_options_arg(options)?;
-        let mut store = throw(TokenStore::restore_with_journal(
+        let mut store = throw(TokenStore::restore_with(
             snapshot,
-            &journal,
+            journal,
             &options.secret,
             options.config,
             Box::new(options.clock),
+            RestoreOptions {
+                allow_unsealed: options.allow_unsealed,
+            },
         ))?;
         store.set_journaling(options.journal);
         Ok(JsTokenStore { store })
     }
 
-    /// `restore` of snapshot text the entry module staged (see [`stage`]).
+    /// `restore` of snapshot text the entry module staged (see [`stage`]),
+    /// `len` bytes; with `journal_len`, the journal's bytes follow it in the
+    /// stage (staged too: passing a string of a gigabyte through the glue
+    /// allocates infallibly, and a failure there would trap), else the
+    /// journal is the `journal` argument.
     #[wasm_bindgen(js_name = "__restoreStaged")]
     pub fn restore_staged(
         len: usize,
         options: JsValue,
         journal: JsValue,
+        journal_len: Option<u32>,
     ) -> JsResult<JsTokenStore> {
-        let snapshot = throw(take_stage(len))?;
-        Self::restore_text(&snapshot, &options, &journal)
+        let Some(journal_len) = journal_len else {
+            let snapshot = throw(take_stage(len))?;
+            return Self::restore_text(&snapshot, &options, &journal);
+        };
+        let journal_len = usize::try_from(journal_len).unwrap_or(usize::MAX);
+        let text = throw(take_stage(len.saturating_add(journal_len)))?;
+        let (Some(snapshot), Some(journal)) = (text.get(..len), text.get(len..)) else {
+            return Err(to_js_error(&CapTokenError::snapshot(
+                "snapshot and journal were not staged",
+            )));
+        };
+        Self::restore_texts(snapshot, journal, &options)
     }
 
     /// The journal lines written since the last call (needs `journal: true`).
@@ -1278,8 +1311,8 @@ impl JsTokenStore {
         u32::try_from(self.store.len()).unwrap_or(u32::MAX)
     }
 
-    /// The whole state as JSON text.
-    pub fn snapshot(&self) -> String {
-        self.store.snapshot()
+    /// The whole state as sealed JSON text; the journal chain restarts at it.
+    pub fn snapshot(&mut self) -> JsResult<String> {
+        throw(self.store.snapshot())
     }
 }

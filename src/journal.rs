@@ -12,10 +12,19 @@
 //! Like a snapshot, a journal holds no nonce and no secret: records name
 //! their fingerprint. A use spent on an unlimited token changes no state and
 //! writes no line.
+//!
+//! Every line is sealed and chained (see [`crate::seal`] and
+//! `docs/snapshot-and-journal.md`): it starts with its MAC,
+//! `{"mac":"<64 hex>",` and then the event's fields, `"op":…}`. The MAC covers
+//! the previous line's MAC (the snapshot's for the first line) and the bytes
+//! after the MAC field, so replay refuses a line edited, deleted in the middle,
+//! moved, duplicated or from another chain. Complete lines cut off the end
+//! cannot be told from a crash, and are not refused.
 
 use crate::error::CapTokenError;
+use crate::seal::{same_tag, Seal, Tag, JOURNAL_LABEL};
 use crate::signer::SigningFormat;
-use crate::snapshot::{not_a_snapshot, validate_record, RecordIn, RecordOut, TokenIn};
+use crate::snapshot::{check_depth, not_a_snapshot, validate_record, RecordIn, RecordOut, TokenIn};
 use crate::state::{Entry, MemoryState, TaskNode};
 use crate::store::check_task_id;
 use crate::task::TaskInfo;
@@ -363,14 +372,52 @@ fn read_shape(line: &str, op: Op) -> Option<EventIn<'_>> {
     })
 }
 
-/// Pending journal lines, written only while journaling is on.
-#[derive(Debug, Default)]
+// A sealed line: `{"mac":"` MAC `",` then the event's fields.
+const LINE_HEAD: &[u8] = b"{\"mac\":\"";
+const LINE_MAC_HEX_LEN: usize = 64;
+const LINE_HEAD_END: &[u8] = b"\",";
+const LINE_FIELDS_AT: usize = LINE_HEAD.len() + LINE_MAC_HEX_LEN + LINE_HEAD_END.len();
+
+/// Pending journal lines, written only while journaling is on, and the
+/// chain they continue.
+#[derive(Debug)]
 pub(crate) struct Journal {
     on: bool,
     lines: Vec<u8>,
+    /// The store's seal key (derived once, when the store is made).
+    seal: Seal,
+    /// The MAC the next line chains to: the last line's, or the last
+    /// snapshot's (or restored snapshot's) seal.
+    head: Tag,
+    /// One event's JSON, reused from line to line.
+    scratch: Vec<u8>,
 }
 
 impl Journal {
+    /// A journal for a store with this secret. Its chain head is set by the
+    /// store (a fresh store chains to the seal of its empty snapshot).
+    pub(crate) fn new(secret: &[u8]) -> Self {
+        Journal {
+            on: false,
+            lines: Vec::new(),
+            seal: Seal::new(secret),
+            head: [0; 32],
+            scratch: Vec::new(),
+        }
+    }
+
+    pub(crate) fn seal(&self) -> &Seal {
+        &self.seal
+    }
+
+    /// Start a new chain at `head` (a snapshot was taken or restored). Lines
+    /// not yet taken belong to the old chain and are dropped: the snapshot
+    /// holds their changes.
+    pub(crate) fn restart(&mut self, head: Tag) {
+        self.head = head;
+        self.lines.clear();
+    }
+
     pub(crate) fn set_on(&mut self, on: bool) {
         self.on = on;
         if !on {
@@ -383,12 +430,28 @@ impl Journal {
     }
 
     pub(crate) fn push(&mut self, event: &Event<'_>) {
-        if self.on {
-            // Only strings and integers: writing into a Vec cannot fail.
-            if serde_json::to_writer(&mut self.lines, event).is_ok() {
-                self.lines.push(b'\n');
-            }
+        if !self.on {
+            return;
         }
+        self.scratch.clear();
+        // Only strings and integers: writing into a Vec cannot fail. (A failed
+        // allocation of these few hundred bytes aborts the module, which the
+        // package then reports as unavailable: a change is never left
+        // unjournaled.)
+        if serde_json::to_writer(&mut self.scratch, event).is_err() {
+            return;
+        }
+        // The event is `{"op":…}`: its fields are everything after the brace.
+        let fields = self.scratch.get(1..).unwrap_or_default();
+        let mac = self.seal.mac(&[JOURNAL_LABEL, &self.head, fields]);
+        let mut hex = [0u8; LINE_MAC_HEX_LEN];
+        let hex = base16ct::lower::encode(&mac, &mut hex).unwrap_or_default();
+        self.lines.extend_from_slice(LINE_HEAD);
+        self.lines.extend_from_slice(hex);
+        self.lines.extend_from_slice(LINE_HEAD_END);
+        self.lines.extend_from_slice(fields);
+        self.lines.push(b'\n');
+        self.head = mac;
     }
 
     pub(crate) fn record(&mut self, fingerprint: &Fingerprint, entry: &Entry) {
@@ -400,27 +463,98 @@ impl Journal {
     /// The lines written since the last call, and forget them.
     pub(crate) fn take(&mut self) -> String {
         let lines = core::mem::take(&mut self.lines);
-        // Built from serde_json output and newlines only.
+        // Built from serde_json output, hex and newlines only.
         String::from_utf8(lines).unwrap_or_default()
     }
 }
 
+/// Seal unsealed event lines (`{"op":…}`) into a chain starting at `head`.
+/// A line that is not an object is sealed as it is, after its first byte.
+pub(crate) fn seal_lines(seal: &Seal, mut head: Tag, lines: &str) -> String {
+    let mut out = String::new();
+    for line in lines.lines() {
+        let fields = line.get(1..).unwrap_or_default();
+        head = seal.mac(&[JOURNAL_LABEL, &head, fields.as_bytes()]);
+        let mut hex = [0u8; LINE_MAC_HEX_LEN];
+        let hex = base16ct::lower::encode_str(&head, &mut hex).unwrap_or_default();
+        out.push_str("{\"mac\":\"");
+        out.push_str(hex);
+        out.push_str("\",");
+        out.push_str(fields);
+        out.push('\n');
+    }
+    out
+}
+
+/// Check one sealed line against the chain and return its event's JSON
+/// (written into `event`) and its MAC.
+fn unseal_line(
+    line: &str,
+    seal: &Seal,
+    head: &Tag,
+    event: &mut String,
+    number: usize,
+) -> Result<Tag, CapTokenError> {
+    let bytes = line.as_bytes();
+    let broken = || {
+        fault(
+            number,
+            "the seal does not match (the line was edited, or a line before it was deleted, \
+             moved or duplicated, or it comes from another store or secret)",
+        )
+    };
+    if !bytes.starts_with(LINE_HEAD)
+        || bytes.get(LINE_FIELDS_AT - LINE_HEAD_END.len()..LINE_FIELDS_AT) != Some(LINE_HEAD_END)
+    {
+        return Err(fault(number, "the line is not sealed"));
+    }
+    let mac = line
+        .get(LINE_HEAD.len()..LINE_HEAD.len() + LINE_MAC_HEX_LEN)
+        .and_then(crate::hex::decode_lower)
+        .ok_or_else(broken)?;
+    let fields = line.get(LINE_FIELDS_AT..).ok_or_else(broken)?;
+    let expected = seal.mac(&[JOURNAL_LABEL, head, fields.as_bytes()]);
+    if !same_tag(&expected, &mac) {
+        return Err(broken());
+    }
+    event.clear();
+    event.push('{');
+    event.push_str(fields);
+    Ok(mac)
+}
 fn fault(line: usize, what: &str) -> CapTokenError {
     CapTokenError::snapshot(format!("journal line {line}: {what}"))
 }
 
 /// Replay `journal` onto `state`, line by line. A fault anywhere fails the
 /// whole replay (the caller discards `state`).
+///
+/// With `chain` (the seal and the sealed snapshot's MAC) every line must be
+/// sealed and chained to the one before; the MAC of the last line (or the
+/// snapshot's, for no line) is returned: the chain goes on from there.
+/// Without it (an unsealed snapshot the caller opted into) the lines are
+/// read in the old, unsealed shape and `None` is returned.
 pub(crate) fn replay(
     state: &mut MemoryState,
     journal: &str,
     format: SigningFormat,
-) -> Result<(), CapTokenError> {
+    max_depth: u32,
+    chain: Option<(&Seal, Tag)>,
+) -> Result<Option<Tag>, CapTokenError> {
+    let mut head = chain.as_ref().map(|(_, mac)| *mac);
+    let mut unsealed = String::new();
     for (index, line) in journal.lines().enumerate() {
         let number = index + 1;
         if line.trim().is_empty() {
             continue;
         }
+        let line = match (&chain, &mut head) {
+            (Some((seal, _)), Some(head)) => {
+                *head = unseal_line(line, seal, head, &mut unsealed, number)?;
+                unsealed.as_str()
+            }
+            _ => line,
+        };
         let event = read_event(line).map_err(|e| {
             let CapTokenError::SnapshotInvalid { reason } = not_a_snapshot(e) else {
                 return fault(number, "not an event");
@@ -448,6 +582,8 @@ pub(crate) fn replay(
             }
             EventIn::Task(task) => {
                 check_task_id(&task.task_id).map_err(|_| fault(number, "invalid task id"))?;
+                check_depth(&task, max_depth)
+                    .map_err(|_| fault(number, "task at or past maxSpawnDepth"))?;
                 if state.task(&task.task_id).is_some() {
                     return Err(fault(number, "task already exists"));
                 }
@@ -461,7 +597,7 @@ pub(crate) fn replay(
             }
         }
     }
-    Ok(())
+    Ok(head)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! * [`store`] — [`TokenStore`], which joins the two halves;
 //! * [`snapshot`] — the store's state as JSON text;
 //! * [`journal`] — every state change as a line of JSON, replayable after a snapshot;
+//! * `seal` — the MACs that seal snapshots and chain journal lines;
 //! * [`error`] — [`CapTokenError`] and its stable codes.
 //!
 //! No public function panics on any input: every bad input is a [`CapTokenError`].
@@ -36,6 +37,7 @@ mod hex;
 pub mod journal;
 pub mod record;
 pub mod role;
+mod seal;
 pub mod signer;
 pub mod snapshot;
 pub mod state;
@@ -56,6 +58,7 @@ pub use gate::Gate;
 pub use record::{CapTokenConsumeError, CapTokenRecord};
 pub use role::{Role, Verb};
 pub use signer::{Signer, SigningFormat};
+pub use snapshot::RestoreOptions;
 pub use store::{Grant, GrantRef, MintOptions, Minted, StoreConfig, TokenStore};
 pub use task::{TaskId, TaskInfo};
 pub use token::{CapToken, Fingerprint};

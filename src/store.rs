@@ -233,7 +233,10 @@ impl TokenStore {
         config: StoreConfig,
         clock: Box<dyn Clock>,
     ) -> Result<Self, CapTokenError> {
-        Self::with_state(secret, config, clock, MemoryState::default())
+        let mut store = Self::with_state(secret, config, clock, MemoryState::default())?;
+        // A fresh store's journal chains to the seal of its empty snapshot.
+        store.snapshot()?;
+        Ok(store)
     }
 
     pub(crate) fn with_state(
@@ -285,7 +288,7 @@ impl TokenStore {
             config,
             clock,
             scratch: Cell::new(Vec::new()),
-            journal: Journal::default(),
+            journal: Journal::new(secret),
         })
     }
 
@@ -301,6 +304,18 @@ impl TokenStore {
 
     pub(crate) fn state(&self) -> &MemoryState {
         &self.state
+    }
+
+    pub(crate) fn state_mut(&mut self) -> &mut MemoryState {
+        &mut self.state
+    }
+
+    pub(crate) fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub(crate) fn journal_mut(&mut self) -> &mut Journal {
+        &mut self.journal
     }
 
     /// The store's clock, in unix seconds.

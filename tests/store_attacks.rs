@@ -560,7 +560,7 @@ fn looping_workers_hit_the_store_limits_and_an_operator_still_gets_through() {
     store
         .verify(&w.bearer, Verb::FetchPrompt, Some("root"))
         .unwrap();
-    let text = store.snapshot();
+    let text = store.snapshot().unwrap();
     let restored = restore(
         &text,
         StoreConfig {
@@ -764,13 +764,14 @@ fn limits_of_zero_are_refused() {
 
 #[test]
 fn a_snapshot_of_fingerprints_sharing_their_first_eight_bytes_restores_correctly() {
-    // Restore here takes unsealed snapshot text (no seal in this tree yet).
+    // The crafted text is sealed with the store's secret: the attack is on
+    // the record table's hash, below the seal.
     const CRAFTED: usize = 20_000;
     let (mut store, clock) = store();
     let op = operator(&mut store);
     store.start_task(&op.bearer, Some("t")).unwrap();
     let w = store.dispatch_attempt(&op.bearer, "t", uses(5)).unwrap();
-    let text = store.snapshot();
+    let text = store.snapshot().unwrap();
     let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let records = doc["records"].as_array().unwrap().clone();
     let template = records
@@ -792,7 +793,11 @@ fn a_snapshot_of_fingerprints_sharing_their_first_eight_bytes_restores_correctly
         crafted.push(fp.parse::<Fingerprint>().unwrap());
     }
     doc["records"] = all.into();
-    let restored = restore(&doc.to_string(), StoreConfig::default(), &clock).unwrap();
+    for sealed_field in ["version", "key_id", "mac"] {
+        doc.as_object_mut().unwrap().remove(sealed_field);
+    }
+    let sealed = captoken::snapshot::seal_snapshot_text(&doc.to_string(), &SECRET).unwrap();
+    let restored = restore(&sealed, StoreConfig::default(), &clock).unwrap();
     let mut restored = restored;
     assert_eq!(restored.len(), CRAFTED + 2);
     for (i, fp) in crafted.iter().enumerate() {
@@ -823,7 +828,12 @@ fn a_snapshot_of_fingerprints_sharing_their_first_eight_bytes_restores_correctly
     // Listing and a second round trip keep them all.
     let listed = restored.records();
     assert_eq!(listed.len(), CRAFTED + 2);
-    let again = restore(&restored.snapshot(), StoreConfig::default(), &clock).unwrap();
+    let again = restore(
+        &restored.snapshot().unwrap(),
+        StoreConfig::default(),
+        &clock,
+    )
+    .unwrap();
     assert_eq!(again.records(), listed);
     // Purging them (expired) leaves the Operator's record.
     clock.advance(TTL);

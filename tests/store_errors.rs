@@ -258,7 +258,7 @@ fn collect(format: SigningFormat) -> Collected {
 
     // Snapshots, corrupted in ways that put a nonce into the text.
     let nonce = nonce_of(&ext.bearer);
-    let good: Value = serde_json::from_str(&store.snapshot()).unwrap();
+    let good: Value = serde_json::from_str(&store.snapshot().unwrap()).unwrap();
     let mut variants: Vec<String> = vec![
         nonce.clone(),
         format!("{{\"{nonce}\": 1}}"),

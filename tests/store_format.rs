@@ -371,19 +371,19 @@ fn restore_refuses_a_snapshot_of_the_other_format() {
     let mut ml = store_on(&SECRET, mlua(), &clock);
     let _ = worker(&mut ml, "t1", None);
     let err = TokenStore::restore(
-        &v2.snapshot(),
+        &v2.snapshot().unwrap(),
         &SECRET,
         mlua(),
         Box::new(Arc::clone(&clock)),
     )
     .unwrap_err();
     assert_eq!(err.code(), ErrorCode::SnapshotInvalid);
-    let err = restore(&ml.snapshot(), StoreConfig::default(), &clock).unwrap_err();
+    let err = restore(&ml.snapshot().unwrap(), StoreConfig::default(), &clock).unwrap_err();
     assert_eq!(err.code(), ErrorCode::SnapshotInvalid);
     // Each restores into its own format.
-    restore(&v2.snapshot(), StoreConfig::default(), &clock).unwrap();
+    restore(&v2.snapshot().unwrap(), StoreConfig::default(), &clock).unwrap();
     let back = TokenStore::restore(
-        &ml.snapshot(),
+        &ml.snapshot().unwrap(),
         &SECRET,
         mlua(),
         Box::new(Arc::clone(&clock)),

@@ -423,7 +423,7 @@ impl World {
             Op::Purge => format!("{}", self.store.purge_expired()),
             Op::Snapshot => {
                 if self.round_trips {
-                    let text = self.store.snapshot();
+                    let text = self.store.snapshot().unwrap();
                     for t in &self.tokens {
                         assert!(!text.contains(&t.nonce), "snapshot holds a nonce");
                     }

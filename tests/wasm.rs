@@ -312,7 +312,7 @@ fn constructor_accepts_good_options() {
     let token = get(&op, "token");
     assert!(!has(&token, "v"), "mlua-swarm tokens carry no v");
     assert_eq!(get_f64(&token, "expire_at"), (T0 + 60) as f64);
-    let snapshot = JSON::parse(&store.snapshot()).unwrap();
+    let snapshot = JSON::parse(&store.snapshot().unwrap()).unwrap();
     assert_eq!(get_str(&snapshot, "format"), "mlua-swarm");
 
     // Explicit v2, a long secret, -0 and the largest values.
@@ -517,7 +517,7 @@ fn clock_callback_that_fails_fails_closed() {
     let op = operator(&mut good);
     let w = ok(good.mint(js("w"), js("worker"), undef()));
     let mut broken = ok(JsTokenStore::restore(
-        js(&good.snapshot()),
+        js(&good.snapshot().unwrap()),
         options_with(&[("now", Function::new_no_args("throw 1").into())]),
         undef(),
     ));
@@ -595,7 +595,7 @@ fn restore_round_trips() {
     assert!(ok(store.revoke(js(&fp(&revoked)))));
     let senior = ok(store.mint(js("sen"), js("senior"), object(&[("maxUses", num(1.0))])));
 
-    let snapshot = store.snapshot();
+    let snapshot = store.snapshot().unwrap();
     let mut restored = ok(JsTokenStore::restore(
         js(&snapshot),
         options_with(&[]),
@@ -606,7 +606,7 @@ fn restore_round_trips() {
     assert_eq!(
         json(
             &ok(JsTokenStore::restore(
-                js(&restored.snapshot()),
+                js(&restored.snapshot().unwrap()),
                 options_with(&[]),
                 undef()
             ))
@@ -647,7 +647,7 @@ fn restore_rejects_bad_input() {
     let mut store = store();
     let op = operator(&mut store);
     root(&mut store, &op, "root");
-    let snapshot = store.snapshot();
+    let snapshot = store.snapshot().unwrap();
 
     for snapshot in [
         undef(),
@@ -724,7 +724,7 @@ fn journal_replays_after_a_snapshot() {
     };
     let mut store = new_store(options());
     let op = operator(&mut store);
-    let base = store.snapshot();
+    let base = store.snapshot().unwrap();
     let _ = store.take_journal();
     root(&mut store, &op, "root");
     let w = ok(store.dispatch_attempt(bearer(&op), js("root"), object(&[("maxUses", num(3.0))])));
@@ -2037,7 +2037,7 @@ fn snapshot_names_no_nonce() {
     let w = ok(store.dispatch_attempt(bearer(&op), js("root"), undef()));
     let o = ok(store.mint(js("o"), js("observer"), undef()));
     let s = ok(store.mint(js("s"), js("senior"), undef()));
-    let snapshot = store.snapshot();
+    let snapshot = store.snapshot().unwrap();
     assert!(!snapshot.contains("nonce"));
     for minted in [&op, &w, &o, &s] {
         assert!(!snapshot.contains(&nonce(minted)));
@@ -2465,22 +2465,14 @@ fn error_class_registration() {
     let mut record = ok(store.record(js(&fp(&w)))).unwrap();
     let error = fails(record.consume(), "ERR_TOKEN_USES_EXHAUSTED");
     assert!(is(&error, &class));
-    let w2 = ok(store.dispatch_attempt(bearer(&op), js("root"), object(&[("maxUses", num(5.0))])));
-    ok(store.start_task(
-        bearer(&op),
-        object(&[("taskId", js("c1")), ("parentId", js("root"))]),
-    ));
-    let w3 = ok(store.dispatch_attempt(bearer(&op), js("c1"), undef()));
-    ok(store.start_task(
-        bearer(&op),
-        object(&[("taskId", js("c2")), ("parentId", js("c1"))]),
-    ));
-    let w4 = ok(store.dispatch_attempt(bearer(&op), js("c2"), undef()));
-    ok(store.start_task(
-        bearer(&op),
-        object(&[("taskId", js("c3")), ("parentId", js("c2"))]),
-    ));
-    let w5 = ok(store.dispatch_attempt(bearer(&op), js("c3"), undef()));
+    // Each worker spawns a child (its id made by the store), down to the cap.
+    let mut worker =
+        ok(store.dispatch_attempt(bearer(&op), js("root"), object(&[("maxUses", num(5.0))])));
+    for _ in 0..3 {
+        let child = ok(store.start_task(bearer(&worker), undef()));
+        worker = ok(store.dispatch_attempt(bearer(&op), get(&child, "taskId"), undef()));
+    }
+    let w5 = worker;
     let error = fails(
         store.start_task(bearer(&w5), undef()),
         "ERR_SPAWN_DEPTH_EXCEEDED",

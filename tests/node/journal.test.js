@@ -7,6 +7,8 @@ import { TokenStore, SECRET, VERBS, makeStore, throwsCap, assertNoNonce } from '
 
 function canonical(text) {
   const doc = JSON.parse(text);
+  // The MAC covers the records in the order they were written.
+  delete doc.mac;
   doc.records.sort((a, b) => (a.fingerprint < b.fingerprint ? -1 : 1));
   doc.tasks.sort((a, b) => (a.task_id < b.task_id ? -1 : 1));
   return doc;
@@ -105,6 +107,10 @@ describe('journal', () => {
     store.verify(op.bearer, 'heartbeat');
     const journal = store.takeJournal();
     const unknownFp = JSON.stringify({ op: 'consume', fingerprint: 'e'.repeat(64) });
+    // The snapshot without its seal, so that the unsealed lines below are
+    // checked for what they say, not only for their missing seal.
+    const { key_id: _k, mac: _m, ...body } = JSON.parse(snapshot);
+    const unsealed = JSON.stringify(body);
     for (const bad of [
       'garbage',
       '{"op":"explode"}',
@@ -116,6 +122,10 @@ describe('journal', () => {
     ]) {
       let created;
       throwsCap(() => { created = TokenStore.restore(snapshot, { secret: SECRET, now: clock.now }, bad); }, 'ERR_SNAPSHOT_INVALID');
+      assert.equal(created, undefined);
+      throwsCap(() => {
+        created = TokenStore.restore(unsealed, { secret: SECRET, now: clock.now, allowUnsealed: true }, bad);
+      }, 'ERR_SNAPSHOT_INVALID');
       assert.equal(created, undefined);
     }
   });

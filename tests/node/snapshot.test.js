@@ -171,9 +171,21 @@ describe('restore()', () => {
     throwsCap(() => restored.startTask(w3.bearer), 'ERR_SPAWN_DEPTH_EXCEEDED', { current: 4, max: 4 });
   });
 
-  it('the secret is not in the snapshot: restored with another secret, every bearer fails', () => {
+  it('another secret: refused, and the error says the secret does not match', () => {
     const world = richWorld();
-    const other = TokenStore.restore(world.store.snapshot(), { secret: OTHER_SECRET, now: world.clock.now });
+    throwsCap(() => TokenStore.restore(world.store.snapshot(), { secret: OTHER_SECRET, now: world.clock.now }),
+      'ERR_SNAPSHOT_INVALID');
+    assert.throws(() => TokenStore.restore(world.store.snapshot(), { secret: OTHER_SECRET }),
+      /sealed under another secret: the secret does not match/);
+  });
+
+  it('the secret is not in the snapshot: its unsealed body restored with another secret, every bearer fails', () => {
+    const world = richWorld();
+    const doc = JSON.parse(world.store.snapshot());
+    delete doc.key_id;
+    delete doc.mac;
+    const other = TokenStore.restore(JSON.stringify(doc),
+      { secret: OTHER_SECRET, now: world.clock.now, allowUnsealed: true });
     assert.equal(other.size, world.store.size);
     for (const m of allMinted(world)) {
       throwsCap(() => other.verify(m.bearer, 'heartbeat'), 'ERR_BAD_SIGNATURE');
@@ -195,14 +207,25 @@ describe('restore()', () => {
     const empty = new TokenStore({ secret: SECRET });
     const back = TokenStore.restore(empty.snapshot(), { secret: SECRET });
     assert.equal(back.size, 0);
-    assert.deepEqual(JSON.parse(back.snapshot()), { version: 1, format: 'v2', records: [], tasks: [] });
+    const { key_id: keyId, mac, ...rest } = JSON.parse(back.snapshot());
+    assert.match(keyId, /^[0-9a-f]{16}$/);
+    assert.match(mac, /^[0-9a-f]{64}$/);
+    assert.deepEqual(rest, { version: 1, format: 'v2', records: [], tasks: [] });
   });
 });
 
+// Each corruption is checked twice: as it is (the seal refuses an edit), and
+// with the seal taken off and `allowUnsealed: true`, so that the checks below
+// the seal are still tested one by one.
 describe('corrupted snapshots', () => {
   const world = richWorld();
   const text = world.store.snapshot();
-  const good = () => JSON.parse(text);
+  const good = () => {
+    const doc = JSON.parse(text);
+    delete doc.key_id;
+    delete doc.mac;
+    return doc;
+  };
   const fpOf = (m) => m.fingerprint;
   const recOf = (doc, m) => doc.records.find((r) => r.fingerprint === fpOf(m));
   const edit = (fn) => {
@@ -269,20 +292,26 @@ describe('corrupted snapshots', () => {
   };
 
   for (const [name, corrupt] of Object.entries(corruptions)) {
-    it(`${name}: ERR_SNAPSHOT_INVALID, nothing created`, () => {
+    it(`${name}: ERR_SNAPSHOT_INVALID, nothing created (sealed or opted out of the seal)`, () => {
       const before = world.store.snapshot();
-      let created;
-      throwsCap(() => {
-        created = TokenStore.restore(corrupt, { secret: SECRET, now: world.clock.now });
-      }, 'ERR_SNAPSHOT_INVALID');
-      assert.equal(created, undefined);
+      for (const allowUnsealed of [false, true]) {
+        let created;
+        throwsCap(() => {
+          created = TokenStore.restore(corrupt, { secret: SECRET, now: world.clock.now, allowUnsealed });
+        }, 'ERR_SNAPSHOT_INVALID');
+        assert.equal(created, undefined);
+      }
       assert.equal(world.store.snapshot(), before);
     });
   }
 
-  it('the uncorrupted text still restores', () => {
+  it('the uncorrupted text still restores, and so does its unsealed body when opted in', () => {
     const restored = TokenStore.restore(text, { secret: SECRET, now: world.clock.now });
     assert.equal(restored.size, world.store.size);
+    const body = JSON.stringify(good());
+    throwsCap(() => TokenStore.restore(body, { secret: SECRET }), 'ERR_SNAPSHOT_INVALID');
+    const opted = TokenStore.restore(body, { secret: SECRET, now: world.clock.now, allowUnsealed: true });
+    assert.equal(opted.size, world.store.size);
   });
 });
 

@@ -15,7 +15,10 @@ describe('constructor', () => {
     assert.equal(store.size, 0);
     assert.deepEqual(store.records(), []);
     assert.deepEqual(store.tasks(), []);
-    assert.deepEqual(JSON.parse(store.snapshot()), { version: 1, format: 'v2', records: [], tasks: [] });
+    const { key_id: keyId, mac, ...rest } = JSON.parse(store.snapshot());
+    assert.match(keyId, /^[0-9a-f]{16}$/);
+    assert.match(mac, /^[0-9a-f]{64}$/);
+    assert.deepEqual(rest, { version: 1, format: 'v2', records: [], tasks: [] });
   });
 
   it('defaults now to the wall clock, in unix seconds', () => {
