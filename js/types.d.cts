@@ -9,12 +9,13 @@ export type Verb =
   | 'post_result' | 'verify_token' | 'emit_output' | 'subscribe_events' | 'read_trace'
   | 'answer_query' | 'override_verdict' | 'pause_loop' | 'resume_loop' | 'inject_directive';
 
-/** The 12 stable error codes. */
+/** The 14 stable error codes. */
 export type ErrorCode =
   | 'ERR_MALFORMED_TOKEN' | 'ERR_BAD_SIGNATURE' | 'ERR_TOKEN_EXPIRED' | 'ERR_ROLE_VIOLATION'
   | 'ERR_TOKEN_NOT_FOUND' | 'ERR_TOKEN_TASK_MISMATCH' | 'ERR_TOKEN_REVOKED'
   | 'ERR_TOKEN_USES_EXHAUSTED' | 'ERR_SPAWN_DEPTH_EXCEEDED' | 'ERR_TASK_NOT_FOUND'
-  | 'ERR_INVALID_ARGUMENT' | 'ERR_SNAPSHOT_INVALID';
+  | 'ERR_INVALID_ARGUMENT' | 'ERR_SNAPSHOT_INVALID' | 'ERR_LIMIT_EXCEEDED'
+  | 'ERR_STORE_UNAVAILABLE';
 
 /** A capability token, as its bearer string encodes it. */
 export interface CapToken {
@@ -66,7 +67,10 @@ export declare class CapTokenError extends Error {
   readonly bound?: string;
   readonly arg?: string;
   readonly current?: number;
+  /** The limit's value (`ERR_LIMIT_EXCEEDED`) or the maximum spawn depth. */
   readonly max?: number;
+  /** `ERR_LIMIT_EXCEEDED`: the name of the option that sets the limit. */
+  readonly limit?: string;
 }
 
 /** The state paired 1:1 with a minted token. Never hands back a nonce. */
@@ -105,6 +109,20 @@ export interface StoreOptions {
   gate?: Partial<Record<Role, Verb[]>>;
   /** Keep every state change as journal lines for `takeJournal()` (default false). */
   journal?: boolean;
+  /**
+   * Limits (ERR_LIMIT_EXCEEDED past them; Workers may fill the store-wide
+   * two only to nine tenths, so an Operator can always start a new root).
+   * Records in the store; default 2,000,000.
+   */
+  maxRecords?: number;
+  /** Tasks in the store; default 1,000,000. */
+  maxTasks?: number;
+  /** Tasks in one root task's tree, the root included; default 10,000. */
+  maxTasksPerTree?: number;
+  /** Tasks started directly under one task; default 1,000. */
+  maxChildrenPerTask?: number;
+  /** Tasks and tokens one Worker token may make (startTask, dispatchAttempt); default 1,000. */
+  maxMadePerWorkerToken?: number;
 }
 
 export interface MintOptions {
@@ -112,10 +130,21 @@ export interface MintOptions {
   scopes?: string[];
   /** Default: the store's `workerTokenTtlSecs`. */
   ttlSecs?: number;
-  /** Default `null`: unlimited. */
+  /**
+   * Default `null`: unlimited. A Worker with limited uses dispatching must
+   * name it (at least 1, at most its uses left minus this call's own): the
+   * uses are transferred from its own budget.
+   */
   maxUses?: number | null;
   /** Bind the token to this task, tracked by the store or not. */
   taskId?: string;
+}
+
+export interface StartTaskOptions {
+  /** The new task's id (Operators and other non-Worker roles only); default: made by the store. */
+  taskId?: string;
+  /** Start the task under this tracked task instead of as a root (a Worker: its bound task by default). */
+  parentId?: string;
 }
 
 export interface Minted {
@@ -153,7 +182,12 @@ export declare class TokenStore {
   attachOperator(agentId: string, options?: MintOptions): Minted;
   mint(agentId: string, role: Role, options?: MintOptions): Minted;
   adopt(bearer: string, taskId?: string): string;
-  startTask(bearer: string, options?: { taskId?: string }): TaskInfo;
+  /**
+   * A root task, or a child of `parentId` at its depth + 1. A Worker starts
+   * children of its bound task (or, naming `parentId`, of a task below it);
+   * their ids are made by the store, so a Worker passes no `taskId`.
+   */
+  startTask(bearer: string, options?: StartTaskOptions): TaskInfo;
   dispatchAttempt(bearer: string, taskId: string, options?: MintOptions): Minted;
   /** Decide a call and spend one use; throws CapTokenError when denied. */
   verify(bearer: string, verb: Verb, taskId?: string): Grant;

@@ -304,6 +304,11 @@ fn to_js_error(error: &CapTokenError) -> JsValue {
             set(&details, "current", &(*current).into());
             set(&details, "max", &(*max).into());
         }
+        CapTokenError::LimitExceeded { limit, max } => {
+            set(&details, "limit", &(*limit).into());
+            // Limits are far below 2^53: exact as a JavaScript number.
+            set(&details, "max", &(*max as f64).into());
+        }
         _ => {}
     }
     let message = JsValue::from_str(&error.to_string());
@@ -594,6 +599,23 @@ fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
     let gate = field(&object, "gate")?;
     if !gate.is_undefined() {
         config.gate = gate_arg(&gate)?;
+    }
+    let limits = &mut config.limits;
+    for (name, slot) in [
+        ("maxRecords", &mut limits.max_records),
+        ("maxTasks", &mut limits.max_tasks),
+        ("maxTasksPerTree", &mut limits.max_tasks_per_tree),
+        ("maxChildrenPerTask", &mut limits.max_children_per_task),
+        (
+            "maxMadePerWorkerToken",
+            &mut limits.max_made_per_worker_token,
+        ),
+    ] {
+        let value = field(&object, name)?;
+        if !value.is_undefined() {
+            let n = integer_arg(&value, name, u64::from(u32::MAX))?;
+            *slot = u32::try_from(n).map_err(|_| invalid(format!("{name} is too large")))?;
+        }
     }
     let now = field(&object, "now")?;
     let clock = if now.is_undefined() {
@@ -1079,15 +1101,23 @@ impl JsTokenStore {
         Ok(fingerprint.to_string())
     }
 
-    /// `start_task`: a root task for an Operator, a child for a Worker.
+    /// `start_task`: a root task, or a child of `parentId` (for a Worker, by
+    /// default of its bound task; its children's ids are made by the store).
     #[wasm_bindgen(js_name = startTask)]
     pub fn start_task(&mut self, bearer: JsValue, options: JsValue) -> JsResult<JsValue> {
         let bearer = throw(bearer_arg(&bearer))?;
-        let task_id = match options_object(&options, "options")? {
-            Some(object) => optional_string_arg(&field(&object, "taskId")?, "taskId")?,
-            None => None,
+        let (task_id, parent_id) = match options_object(&options, "options")? {
+            Some(object) => (
+                optional_string_arg(&field(&object, "taskId")?, "taskId")?,
+                optional_string_arg(&field(&object, "parentId")?, "parentId")?,
+            ),
+            None => (None, None),
         };
-        let task = throw(self.store.start_task(&bearer, task_id.as_deref()))?;
+        let task = throw(self.store.start_task_under(
+            &bearer,
+            parent_id.as_deref(),
+            task_id.as_deref(),
+        ))?;
         Ok(task_js(&task))
     }
 

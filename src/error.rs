@@ -8,7 +8,7 @@ use crate::role::{Role, Verb};
 use crate::token::Fingerprint;
 use core::fmt;
 
-/// The twelve stable error codes of SPEC.md, as strings via [`ErrorCode::as_str`].
+/// The fourteen stable error codes of SPEC.md, as strings via [`ErrorCode::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// `ERR_MALFORMED_TOKEN`
@@ -35,11 +35,15 @@ pub enum ErrorCode {
     InvalidArgument,
     /// `ERR_SNAPSHOT_INVALID`
     SnapshotInvalid,
+    /// `ERR_LIMIT_EXCEEDED`
+    LimitExceeded,
+    /// `ERR_STORE_UNAVAILABLE`
+    StoreUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in SPEC order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::MalformedToken,
         ErrorCode::BadSignature,
         ErrorCode::TokenExpired,
@@ -52,6 +56,8 @@ impl ErrorCode {
         ErrorCode::TaskNotFound,
         ErrorCode::InvalidArgument,
         ErrorCode::SnapshotInvalid,
+        ErrorCode::LimitExceeded,
+        ErrorCode::StoreUnavailable,
     ];
 
     /// The wire string, e.g. `"ERR_TOKEN_REVOKED"`.
@@ -69,6 +75,8 @@ impl ErrorCode {
             ErrorCode::TaskNotFound => "ERR_TASK_NOT_FOUND",
             ErrorCode::InvalidArgument => "ERR_INVALID_ARGUMENT",
             ErrorCode::SnapshotInvalid => "ERR_SNAPSHOT_INVALID",
+            ErrorCode::LimitExceeded => "ERR_LIMIT_EXCEEDED",
+            ErrorCode::StoreUnavailable => "ERR_STORE_UNAVAILABLE",
         }
     }
 }
@@ -79,14 +87,14 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// Displays an optional task id as itself or `(none)`.
+/// Displays an optional task id as `task "id"` or `no task`.
 struct MaybeTask<'a>(&'a Option<String>);
 
 impl fmt::Display for MaybeTask<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(task) => write!(f, "{task:?}"),
-            None => f.write_str("(none)"),
+            Some(task) => write!(f, "task {task:?}"),
+            None => f.write_str("no task"),
         }
     }
 }
@@ -124,7 +132,7 @@ pub enum CapTokenError {
         fingerprint: Fingerprint,
     },
     /// A Worker token named a task other than the one it is bound to.
-    #[error("token {fingerprint} is bound to task {} but the call names task {}", MaybeTask(.bound), MaybeTask(.arg))]
+    #[error("token {fingerprint} is bound to {} but the call names {}", MaybeTask(.bound), MaybeTask(.arg))]
     TokenTaskMismatch {
         /// The token's public identity.
         fingerprint: Fingerprint,
@@ -154,7 +162,7 @@ pub enum CapTokenError {
         max: u32,
     },
     /// The store tracks no task with this id.
-    #[error("no task {} is tracked", MaybeTask(.task_id))]
+    #[error("{} is not tracked", MaybeTask(.task_id))]
     TaskNotFound {
         /// The task id that was looked up (`None` for a Worker bound to no task).
         task_id: Option<String>,
@@ -169,6 +177,21 @@ pub enum CapTokenError {
     #[error("invalid snapshot: {reason}")]
     SnapshotInvalid {
         /// What was wrong.
+        reason: String,
+    },
+    /// The call would take the store past one of its limits; nothing changed.
+    #[error("limit {limit} of {max} reached")]
+    LimitExceeded {
+        /// The limit's option name, e.g. `maxTasksPerTree`.
+        limit: &'static str,
+        /// The limit's value.
+        max: u64,
+    },
+    /// The store cannot answer: closed, failed, or its server did not answer
+    /// in time. The call may or may not have taken effect.
+    #[error("store unavailable: {reason}")]
+    StoreUnavailable {
+        /// What happened, in words that never quote the input.
         reason: String,
     },
 }
@@ -189,6 +212,8 @@ impl CapTokenError {
             CapTokenError::TaskNotFound { .. } => ErrorCode::TaskNotFound,
             CapTokenError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
             CapTokenError::SnapshotInvalid { .. } => ErrorCode::SnapshotInvalid,
+            CapTokenError::LimitExceeded { .. } => ErrorCode::LimitExceeded,
+            CapTokenError::StoreUnavailable { .. } => ErrorCode::StoreUnavailable,
         }
     }
 

@@ -28,8 +28,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(crate) enum Event<'a> {
     Record(RecordOut<'a>),
+    /// `uses` is written only when above one: a Worker's dispatch spends
+    /// its own use plus the budget it hands over.
     Consume {
         fingerprint: &'a Fingerprint,
+        #[serde(skip_serializing_if = "is_one")]
+        uses: u32,
     },
     Revoke {
         fingerprint: &'a Fingerprint,
@@ -44,10 +48,14 @@ pub(crate) enum Event<'a> {
     },
 }
 
+fn is_one(uses: &u32) -> bool {
+    *uses == 1
+}
+
 /// One state change, as read back.
 enum EventIn<'a> {
     Record(RecordIn<'a>),
-    Consume { fingerprint: Fingerprint },
+    Consume { fingerprint: Fingerprint, uses: u32 },
     Revoke { fingerprint: Fingerprint },
     Task(TaskInfo),
     Purge { now: u64 },
@@ -181,6 +189,7 @@ enum Field {
     ParentId,
     SpawnDepth,
     Now,
+    Uses,
 }
 
 impl Field {
@@ -195,6 +204,7 @@ impl Field {
             Field::ParentId => "parent_id",
             Field::SpawnDepth => "spawn_depth",
             Field::Now => "now",
+            Field::Uses => "uses",
         }
     }
 }
@@ -209,7 +219,8 @@ impl Op {
                 &[Tag, Fingerprint, Token, UsesLeft, Revoked, BoundTask],
                 true,
             ),
-            Self::Consume | Self::Revoke => (&[Tag, Fingerprint], false),
+            Self::Consume => (&[Tag, Fingerprint, Uses], false),
+            Self::Revoke => (&[Tag, Fingerprint], false),
             Self::Task => (&[Tag, TaskId, ParentId, SpawnDepth], true),
             Self::Purge => (&[Tag, Now], false),
         }
@@ -228,6 +239,7 @@ struct Fields<'a> {
     parent_id: Option<Option<String>>,
     spawn_depth: Option<u32>,
     now: Option<u64>,
+    uses: Option<u32>,
 }
 
 /// Reads the value of one field into its place.
@@ -256,6 +268,7 @@ impl<'de> DeserializeSeed<'de> for Slot<'_, 'de> {
             Field::ParentId => fields.parent_id = Some(Deserialize::deserialize(deserializer)?),
             Field::SpawnDepth => fields.spawn_depth = Some(Deserialize::deserialize(deserializer)?),
             Field::Now => fields.now = Some(Deserialize::deserialize(deserializer)?),
+            Field::Uses => fields.uses = Some(Deserialize::deserialize(deserializer)?),
         }
         Ok(())
     }
@@ -304,7 +317,9 @@ impl<'de> Visitor<'de> for Shape {
                 fields: &mut fields,
                 field,
             };
-            if seq.next_element_seed(slot)?.is_none() && !matches!(field, Field::BoundTask) {
+            if seq.next_element_seed(slot)?.is_none()
+                && !matches!(field, Field::BoundTask | Field::Uses)
+            {
                 return Err(de::Error::custom("missing element"));
             }
         }
@@ -334,6 +349,7 @@ fn read_shape(line: &str, op: Op) -> Option<EventIn<'_>> {
         }),
         Op::Consume => EventIn::Consume {
             fingerprint: fields.fingerprint?,
+            uses: fields.uses.unwrap_or(1),
         },
         Op::Revoke => EventIn::Revoke {
             fingerprint: fields.fingerprint?,
@@ -419,8 +435,8 @@ pub(crate) fn replay(
                     return Err(fault(number, "record already exists"));
                 }
             }
-            EventIn::Consume { fingerprint } => {
-                if !state.replay_consume(&fingerprint) {
+            EventIn::Consume { fingerprint, uses } => {
+                if !state.replay_consume(&fingerprint, uses) {
                     return Err(fault(number, "consume of an unknown or spent record"));
                 }
             }
@@ -462,6 +478,8 @@ mod tests {
         Record(RecordIn<'a>),
         Consume {
             fingerprint: Fingerprint,
+            #[serde(default)]
+            uses: Option<u32>,
         },
         Revoke {
             fingerprint: Fingerprint,

@@ -140,18 +140,29 @@ impl Verb {
         1 << (self as u8)
     }
 
-    /// Verbs that touch one task's state: a Worker must name its own bound task.
-    /// `start_task` and `dispatch_attempt` are deliberately absent so that
-    /// recursive swarming stays open (depth is capped separately).
+    /// Verbs that touch one task's state: a Worker must name its own bound
+    /// task (SPEC.md step 6; the reference engine gates the same six, its
+    /// output submission checking `emit_output`).
     pub const fn is_ownership_gated(self) -> bool {
         matches!(
             self,
             Verb::FetchPrompt
                 | Verb::PostResult
+                | Verb::EmitOutput
                 | Verb::ReadTaskState
                 | Verb::CancelTask
                 | Verb::PollTask
         )
+    }
+}
+
+impl Verb {
+    /// Verbs that make something under a task: a Worker may name its own
+    /// bound task or a task below it, nothing else. (The reference engine
+    /// exempts these two; that lets any Worker mint itself an unlimited
+    /// token for any task in the store.)
+    pub const fn is_subtree_gated(self) -> bool {
+        matches!(self, Verb::StartTask | Verb::DispatchAttempt)
     }
 }
 

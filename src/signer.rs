@@ -46,6 +46,24 @@ impl SigningFormat {
         }
     }
 
+    /// Whether a token with this agent id and these scopes signs a text
+    /// that cannot be re-read with its fields shifted. Always so in `v2`; in
+    /// `mlua-swarm`, only without `|` in the agent id or any scope and
+    /// without `,` in any scope. Without this rule a Worker whose agent id
+    /// is `worker-of-x|Operator|*` would hold a valid Operator token.
+    pub fn is_unambiguous<'s>(
+        self,
+        agent_id: &str,
+        mut scopes: impl Iterator<Item = &'s str>,
+    ) -> bool {
+        match self {
+            SigningFormat::V2 => true,
+            SigningFormat::MluaSwarm => {
+                !agent_id.contains('|') && scopes.all(|scope| !scope.contains(['|', ',']))
+            }
+        }
+    }
+
     /// The `v` field tokens of this format carry.
     pub const fn version_field(self) -> Option<u8> {
         match self {

@@ -377,6 +377,7 @@ pub(crate) fn validate_record(
         role: token.role,
         v: token.v,
         revoked: record.revoked,
+        made: 0,
         // Nothing in a snapshot was signature-checked here: the first decision
         // for each record runs the HMAC.
         sig_checked: false,

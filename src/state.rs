@@ -89,6 +89,10 @@ pub(crate) struct Entry {
     pub(crate) role: Role,
     pub(crate) v: Option<u8>,
     pub(crate) revoked: bool,
+    /// Tasks and tokens made through this token by a Worker (its
+    /// `start_task` and `dispatch_attempt`), for `maxMadePerWorkerToken`.
+    /// Counted in this process only: a restore starts it again at 0.
+    pub(crate) made: u32,
     /// The token this entry was made from passed the signature check in this
     /// process (minted, adopted, or verified once since a restore). Only then
     /// may an exact match with the entry stand in for the HMAC.
@@ -114,6 +118,7 @@ impl Entry {
             role: token.role(),
             v: token.v(),
             revoked: false,
+            made: 0,
             sig_checked: true,
         }
     }
@@ -186,19 +191,33 @@ fn same_signature(a: &[u8; 32], b: &[u8; 32]) -> bool {
     bool::from(subtle::ConstantTimeEq::ct_eq(&diff, &0))
 }
 
-/// A task as the table holds it.
+/// A task as the table holds it, with the counts its limits need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TaskNode {
     pub(crate) parent_id: Option<Box<str>>,
     pub(crate) spawn_depth: u32,
+    /// Tasks started directly under this one.
+    pub(crate) children: u32,
+    /// For a root task: the tasks of its whole tree, itself included.
+    pub(crate) tree_size: u32,
+}
+
+impl TaskNode {
+    /// A task under `parent_id` (a root when `None`) at `spawn_depth`; its
+    /// counts are kept by [`MemoryState::insert_task`].
+    pub(crate) fn new(parent_id: Option<&str>, spawn_depth: u32) -> Self {
+        TaskNode {
+            parent_id: parent_id.map(Box::from),
+            spawn_depth,
+            children: 0,
+            tree_size: 1,
+        }
+    }
 }
 
 impl From<&TaskInfo> for TaskNode {
     fn from(task: &TaskInfo) -> Self {
-        TaskNode {
-            parent_id: task.parent_id.as_deref().map(Box::from),
-            spawn_depth: task.spawn_depth,
-        }
+        TaskNode::new(task.parent_id.as_deref(), task.spawn_depth)
     }
 }
 
@@ -233,21 +252,34 @@ impl MemoryState {
         self.records.insert(fingerprint, entry)
     }
 
-    /// Spend one use (step 7). Returns the uses left afterwards.
-    /// `signature_checked` records that the token passed the HMAC just now.
+    /// Spend `uses` uses (step 7; more than one when a Worker hands part of
+    /// its budget to a token it mints). Returns the uses left afterwards; a
+    /// limited record with fewer than `uses` left is exhausted and keeps
+    /// them all. `signature_checked` records that the token passed the HMAC
+    /// just now.
     pub(crate) fn consume(
         &mut self,
         fingerprint: &Fingerprint,
+        uses: u32,
         signature_checked: bool,
     ) -> Option<Result<Option<u32>, CapTokenConsumeError>> {
         let entry = self.records.get_mut(fingerprint)?;
         entry.sig_checked |= signature_checked;
-        Some(entry.can_consume().map(|()| {
+        Some(entry.can_consume().and_then(|()| {
             if let Some(left) = entry.uses_left.as_mut() {
-                *left = left.saturating_sub(1);
+                *left = left
+                    .checked_sub(uses)
+                    .ok_or(CapTokenConsumeError::Exhausted)?;
             }
-            entry.uses_left
+            Ok(entry.uses_left)
         }))
+    }
+
+    /// Count one task or token made through a Worker's token.
+    pub(crate) fn note_made(&mut self, fingerprint: &Fingerprint) {
+        if let Some(entry) = self.records.get_mut(fingerprint) {
+            entry.made = entry.made.saturating_add(1);
+        }
     }
 
     /// Revoke one record; true when it was live before.
@@ -279,14 +311,15 @@ impl MemoryState {
         revoked
     }
 
-    /// Replay a journaled use: true when the record had a limited use left.
-    pub(crate) fn replay_consume(&mut self, fingerprint: &Fingerprint) -> bool {
+    /// Replay `uses` journaled uses: true when the record had that many
+    /// limited uses left.
+    pub(crate) fn replay_consume(&mut self, fingerprint: &Fingerprint, uses: u32) -> bool {
         match self.records.get_mut(fingerprint) {
             Some(Entry {
                 uses_left: Some(left),
                 ..
-            }) if *left > 0 => {
-                *left -= 1;
+            }) if uses > 0 && *left >= uses => {
+                *left -= uses;
                 true
             }
             _ => false,
@@ -306,8 +339,91 @@ impl MemoryState {
         self.tasks.iter().map(|(id, node)| (&**id, node))
     }
 
+    /// How many tasks are tracked.
+    pub(crate) fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Track a new task, counting it in its parent's children and its root's
+    /// tree when they are already here (a snapshot may list a child before
+    /// its parent: [`recount`](Self::recount) puts that right).
     pub(crate) fn insert_task(&mut self, task_id: &str, node: TaskNode) {
-        self.tasks.insert(task_id.into(), node);
+        let parent = node.parent_id.clone();
+        if self.tasks.insert(task_id.into(), node).is_some() {
+            return;
+        }
+        if let Some(parent) = parent.as_deref() {
+            if let Some(parent) = self.tasks.get_mut(parent) {
+                parent.children = parent.children.saturating_add(1);
+            }
+            if let Some(root) = self.root_of(task_id).map(Box::<str>::from) {
+                if let Some(root) = self.tasks.get_mut(&root) {
+                    root.tree_size = root.tree_size.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// The root of the tree `task_id` sits in. Depth falls by one per step
+    /// up (checked when a task is inserted), so the walk is at most
+    /// `maxSpawnDepth` steps long.
+    pub(crate) fn root_of<'s>(&'s self, task_id: &'s str) -> Option<&'s str> {
+        let mut at = task_id;
+        let mut node = self.tasks.get(at)?;
+        while let Some(parent) = node.parent_id.as_deref() {
+            let up = self.tasks.get(parent)?;
+            if up.spawn_depth.checked_add(1) != Some(node.spawn_depth) {
+                return None;
+            }
+            at = parent;
+            node = up;
+        }
+        Some(at)
+    }
+
+    /// Whether `task_id` is a task strictly below `ancestor`.
+    pub(crate) fn is_below(&self, task_id: &str, ancestor: &str) -> bool {
+        let Some(floor) = self.tasks.get(ancestor).map(|node| node.spawn_depth) else {
+            return false;
+        };
+        let mut node = self.tasks.get(task_id);
+        while let Some(at) = node {
+            if at.spawn_depth <= floor {
+                return false;
+            }
+            match at.parent_id.as_deref() {
+                Some(parent) if parent == ancestor => return true,
+                Some(parent) => node = self.tasks.get(parent),
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// Count every task's children and every tree's size again from the
+    /// parent links: after a restore, whose tasks may come in any order.
+    pub(crate) fn recount(&mut self) {
+        for node in self.tasks.values_mut() {
+            node.children = 0;
+            node.tree_size = 1;
+        }
+        let links: Vec<(Box<str>, Box<str>)> = self
+            .tasks
+            .iter()
+            .filter_map(|(id, node)| {
+                let parent = node.parent_id.clone()?;
+                let root = self.root_of(id).map(Box::from)?;
+                Some((parent, root))
+            })
+            .collect();
+        for (parent, root) in links {
+            if let Some(parent) = self.tasks.get_mut(&parent) {
+                parent.children = parent.children.saturating_add(1);
+            }
+            if let Some(root) = self.tasks.get_mut(&root) {
+                root.tree_size = root.tree_size.saturating_add(1);
+            }
+        }
     }
 
     /// Whether a task read back (from a snapshot or a journal) sits where its

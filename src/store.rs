@@ -12,7 +12,7 @@ use crate::journal::{Event, Journal};
 use crate::record::CapTokenRecord;
 use crate::role::{Role, Verb};
 use crate::signer::{Signer, SigningFormat};
-use crate::state::{Entry, MemoryState, TaskNode};
+use crate::state::{Entry, MemoryState, Scopes, TaskNode};
 use crate::task::{TaskId, TaskInfo, MAX_TASK_ID_LEN};
 use crate::token::{CapToken, Fingerprint, TokenFields, MAX_BEARER_LEN, MAX_SAFE_INTEGER};
 use crate::verifier::Verifier;
@@ -36,6 +36,8 @@ pub struct StoreConfig {
     pub worker_token_ttl_secs: u64,
     /// Which role may call which verb (default: the table of SPEC.md).
     pub gate: Gate,
+    /// How much the store holds at most (default: [`Limits::default`]).
+    pub limits: Limits,
 }
 
 impl Default for StoreConfig {
@@ -45,7 +47,62 @@ impl Default for StoreConfig {
             max_spawn_depth: 4,
             worker_token_ttl_secs: 1800,
             gate: Gate::default(),
+            limits: Limits::default(),
         }
+    }
+}
+
+/// What one token holder can make a store hold (SPEC.md, "Limits"). Past a
+/// limit the call is [`CapTokenError::LimitExceeded`] and nothing changes.
+///
+/// Workers may fill the store-wide limits only up to nine tenths: the last
+/// tenth (rounded up) is kept for the other roles, so however far Workers' subtrees grow,
+/// an Operator can still start new root tasks and dispatch to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Records in the store (`maxRecords`, default 2,000,000).
+    pub max_records: u32,
+    /// Tasks in the store (`maxTasks`, default 1,000,000).
+    pub max_tasks: u32,
+    /// Tasks in one root task's tree, the root included (`maxTasksPerTree`,
+    /// default 10,000).
+    pub max_tasks_per_tree: u32,
+    /// Tasks started directly under one task (`maxChildrenPerTask`, default 1,000).
+    pub max_children_per_task: u32,
+    /// Tasks and tokens one Worker token may make with `start_task` and
+    /// `dispatch_attempt` (`maxMadePerWorkerToken`, default 1,000).
+    pub max_made_per_worker_token: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_records: 2_000_000,
+            max_tasks: 1_000_000,
+            max_tasks_per_tree: 10_000,
+            max_children_per_task: 1_000,
+            max_made_per_worker_token: 1_000,
+        }
+    }
+}
+
+impl Limits {
+    /// Refuse when `count` has reached `max`: for a Worker, nine tenths of
+    /// it (see the type's docs).
+    fn check(
+        count: usize,
+        max: u32,
+        name: &'static str,
+        worker: bool,
+    ) -> Result<(), CapTokenError> {
+        let cap = if worker { max - max.div_ceil(10) } else { max };
+        if count >= cap as usize {
+            return Err(CapTokenError::LimitExceeded {
+                limit: name,
+                max: u64::from(max),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -193,6 +250,34 @@ impl TokenStore {
                 "workerTokenTtlSecs must be a positive safe integer",
             ));
         }
+        let limits = config.limits;
+        if [
+            limits.max_records,
+            limits.max_tasks,
+            limits.max_tasks_per_tree,
+            limits.max_children_per_task,
+            limits.max_made_per_worker_token,
+        ]
+        .contains(&0)
+        {
+            return Err(CapTokenError::invalid("every limit must be at least 1"));
+        }
+        let mut state = state;
+        if state.len() > limits.max_records as usize {
+            return Err(CapTokenError::snapshot("more records than maxRecords"));
+        }
+        if state.task_count() > limits.max_tasks as usize {
+            return Err(CapTokenError::snapshot("more tasks than maxTasks"));
+        }
+        if let Some((task_id, _)) = state
+            .tasks()
+            .find(|(_, node)| node.spawn_depth >= config.max_spawn_depth)
+        {
+            return Err(CapTokenError::snapshot(format!(
+                "task {task_id:?} sits at or past maxSpawnDepth"
+            )));
+        }
+        state.recount();
         let signer = Signer::new(secret, config.format)?;
         Ok(TokenStore {
             verifier: Verifier::new(signer, config.gate),
@@ -251,17 +336,21 @@ impl TokenStore {
         role: Role,
         options: MintOptions,
     ) -> Result<Minted, CapTokenError> {
-        let (minted, entry) = self.prepare_mint(agent_id, role, &options)?;
+        self.check_records(false)?;
+        let (minted, entry) = self.prepare_mint(agent_id, role, &options, None)?;
         self.insert_record(minted.fingerprint, entry);
         Ok(minted)
     }
 
     /// Build and sign a token and its entry without touching the state.
+    /// `expiry_cap` is the latest expiry allowed (a minting Worker's own):
+    /// a default lifetime is cut to it, an explicit one past it is refused.
     fn prepare_mint(
         &self,
         agent_id: &str,
         role: Role,
         options: &MintOptions,
+        expiry_cap: Option<u64>,
     ) -> Result<(Minted, Entry), CapTokenError> {
         check_text("agentId", agent_id, MAX_AGENT_ID_LEN)?;
         let scopes = match &options.scopes {
@@ -276,6 +365,15 @@ impl TokenStore {
             }
             None => vec!["*".to_owned()],
         };
+        if !self
+            .config
+            .format
+            .is_unambiguous(agent_id, scopes.iter().map(String::as_str))
+        {
+            return Err(CapTokenError::invalid(
+                "in the mlua-swarm format an agent id or scope may not hold '|', nor a scope ','",
+            ));
+        }
         if let Some(task_id) = &options.task_id {
             check_task_id(task_id)?;
         }
@@ -283,10 +381,18 @@ impl TokenStore {
             .ttl_secs
             .unwrap_or(self.config.worker_token_ttl_secs);
         let now = self.now().min(MAX_SAFE_INTEGER);
-        let expire_at = now
+        let mut expire_at = now
             .checked_add(ttl)
             .filter(|at| *at <= MAX_SAFE_INTEGER)
             .ok_or_else(|| CapTokenError::invalid("ttlSecs is too large"))?;
+        if let Some(cap) = expiry_cap.filter(|cap| expire_at > *cap) {
+            if options.ttl_secs.is_some() {
+                return Err(CapTokenError::invalid(
+                    "ttlSecs would outlive the minting token",
+                ));
+            }
+            expire_at = cap;
+        }
         let mut token = CapToken {
             v: None,
             agent_id: agent_id.to_owned(),
@@ -330,10 +436,12 @@ impl TokenStore {
         if let Some(task_id) = task_id {
             check_task_id(task_id)?;
         }
-        if let Some(existing) = self.state.entry(&verified.fingerprint) {
-            if !existing.matches(&verified.token) {
+        match self.state.entry(&verified.fingerprint) {
+            Some(existing) if !existing.matches(&verified.token) => {
                 return Err(CapTokenError::BadSignature);
             }
+            Some(_) => {}
+            None => self.check_records(false)?,
         }
         let entry = Entry::new(&verified.token, task_id);
         self.insert_record(verified.fingerprint, entry);
@@ -384,14 +492,10 @@ impl TokenStore {
         if !matches {
             return Err(CapTokenError::BadSignature);
         }
-        let bound = entry.task_id.as_deref();
-        if role == Role::Worker
-            && verb.is_ownership_gated()
-            && (bound.is_none() || bound != task_arg)
-        {
+        if role == Role::Worker && !self.owns(entry.task_id.as_deref(), verb, task_arg) {
             return Err(CapTokenError::TokenTaskMismatch {
                 fingerprint,
-                bound: bound.map(str::to_owned),
+                bound: entry.task_id.as_deref().map(str::to_owned),
                 arg: task_arg.map(str::to_owned),
             });
         }
@@ -405,15 +509,43 @@ impl TokenStore {
         })
     }
 
+    /// Step 6 for a Worker bound to `bound`: the six task-state verbs must
+    /// name that very task; start_task and dispatch_attempt may name it or a
+    /// task below it (start_task naming none means its own task).
+    fn owns(&self, bound: Option<&str>, verb: Verb, task_arg: Option<&str>) -> bool {
+        if verb.is_ownership_gated() {
+            return bound.is_some() && bound == task_arg;
+        }
+        if !verb.is_subtree_gated() {
+            return true;
+        }
+        match (bound, task_arg) {
+            (Some(bound), Some(named)) => named == bound || self.state.is_below(named, bound),
+            // Its own task (refused later when it is not tracked), or no task
+            // at all: start_task then finds no parent.
+            (_, None) => true,
+            (None, Some(_)) => false,
+        }
+    }
+
     /// Spend one use of an allowed decision.
     fn spend(&mut self, allowed: Allowed) -> Result<(), CapTokenError> {
+        self.spend_uses(allowed, 1)
+    }
+
+    /// Spend `uses` uses of an allowed decision at once.
+    fn spend_uses(&mut self, allowed: Allowed, uses: u32) -> Result<(), CapTokenError> {
         let fingerprint = allowed.fingerprint;
-        match self.state.consume(&fingerprint, allowed.signature_ran) {
+        match self
+            .state
+            .consume(&fingerprint, uses, allowed.signature_ran)
+        {
             Some(Ok(left)) => {
                 // An unlimited token's use changes no state: nothing to journal.
                 if left.is_some() {
                     self.journal.push(&Event::Consume {
                         fingerprint: &fingerprint,
+                        uses,
                     });
                 }
                 Ok(())
@@ -479,42 +611,83 @@ impl TokenStore {
 
     // ---- tasks ---------------------------------------------------------
 
-    /// `start_task`: an Operator (or any role but Worker) starts a root task at
-    /// depth 0; a Worker starts a child of its bound task at depth + 1, refused
-    /// when that reaches `max_spawn_depth`. A Worker whose bound task is not
-    /// tracked cannot spawn: its depth is unknown.
+    /// `start_task` with the task id chosen by the caller or made by the
+    /// store: see [`start_task_under`](Self::start_task_under).
     pub fn start_task(
         &mut self,
         bearer: &str,
         task_id: Option<&str>,
     ) -> Result<TaskInfo, CapTokenError> {
-        let allowed = self.decide(bearer, Verb::StartTask, None)?;
-        let (parent_id, spawn_depth) = if allowed.role == Role::Worker {
-            let parent_id = self
-                .state
-                .entry(&allowed.fingerprint)
-                .and_then(|entry| entry.task_id.as_deref())
-                .map(str::to_owned);
-            let parent = parent_id
-                .as_deref()
-                .and_then(|id| self.state.task(id))
-                .ok_or_else(|| CapTokenError::TaskNotFound {
-                    task_id: parent_id.clone(),
-                })?;
-            let depth = parent.spawn_depth.saturating_add(1);
-            if depth >= self.config.max_spawn_depth {
-                return Err(CapTokenError::SpawnDepthExceeded {
-                    current: depth,
-                    max: self.config.max_spawn_depth,
-                });
+        self.start_task_under(bearer, None, task_id)
+    }
+
+    /// `start_task`: a task under `parent_id`, or a root task at depth 0.
+    ///
+    /// A Worker starts a child of its bound task when it names no parent, or
+    /// of a task below its bound task; the child's id is always made by the
+    /// store (a Worker cannot take ids outside its own subtree), and a
+    /// Worker bound to a task the store does not track cannot spawn: its
+    /// depth is unknown. Other roles start a root task, or a child of any
+    /// tracked task. A child sits at its parent's depth + 1, refused when
+    /// that reaches `max_spawn_depth`.
+    pub fn start_task_under(
+        &mut self,
+        bearer: &str,
+        parent_id: Option<&str>,
+        task_id: Option<&str>,
+    ) -> Result<TaskInfo, CapTokenError> {
+        let allowed = self.decide(bearer, Verb::StartTask, parent_id)?;
+        let worker = allowed.role == Role::Worker;
+        let entry = self
+            .state
+            .entry(&allowed.fingerprint)
+            .ok_or(CapTokenError::TokenNotFound {
+                fingerprint: allowed.fingerprint,
+            })?;
+        let parent_id = match parent_id {
+            Some(parent) => Some(parent.to_owned()),
+            None if worker => Some(
+                entry
+                    .task_id
+                    .as_deref()
+                    .map(str::to_owned)
+                    .ok_or(CapTokenError::TaskNotFound { task_id: None })?,
+            ),
+            None => None,
+        };
+        let made = entry.made;
+        let spawn_depth = match parent_id.as_deref() {
+            Some(parent) => {
+                let node = self
+                    .state
+                    .task(parent)
+                    .ok_or_else(|| CapTokenError::TaskNotFound {
+                        task_id: Some(parent.to_owned()),
+                    })?;
+                let depth = node.spawn_depth.saturating_add(1);
+                if depth >= self.config.max_spawn_depth {
+                    return Err(CapTokenError::SpawnDepthExceeded {
+                        current: depth,
+                        max: self.config.max_spawn_depth,
+                    });
+                }
+                depth
             }
-            (parent_id, depth)
-        } else {
-            (None, 0)
+            None => 0,
         };
         let task_id = match task_id {
+            Some(_) if worker => {
+                return Err(CapTokenError::invalid(
+                    "a Worker's child tasks get ids made by the store: leave taskId out",
+                ))
+            }
             Some(id) => {
                 check_task_id(id)?;
+                if self.config.format == SigningFormat::MluaSwarm && id.contains('|') {
+                    return Err(CapTokenError::invalid(
+                        "in the mlua-swarm format a task id may not hold '|' (it names the agent worker-of-<task id>)",
+                    ));
+                }
                 if self.state.task(id).is_some() {
                     return Err(CapTokenError::invalid("a task with this id already exists"));
                 }
@@ -522,11 +695,12 @@ impl TokenStore {
             }
             None => self.new_task_id()?,
         };
+        self.check_task_limits(parent_id.as_deref(), worker, made)?;
         self.spend(allowed)?;
-        let node = TaskNode {
-            parent_id: parent_id.map(Into::into),
-            spawn_depth,
-        };
+        if worker {
+            self.state.note_made(&allowed.fingerprint);
+        }
+        let node = TaskNode::new(parent_id.as_deref(), spawn_depth);
         let info = node.info(&task_id);
         self.state.insert_task(&task_id, node);
         self.journal.push(&Event::Task {
@@ -537,9 +711,69 @@ impl TokenStore {
         Ok(info)
     }
 
+    /// The limits a new task under `parent_id` must fit.
+    fn check_task_limits(
+        &self,
+        parent_id: Option<&str>,
+        worker: bool,
+        made: u32,
+    ) -> Result<(), CapTokenError> {
+        let limits = self.config.limits;
+        if worker {
+            Limits::check(
+                made as usize,
+                limits.max_made_per_worker_token,
+                "maxMadePerWorkerToken",
+                false,
+            )?;
+        }
+        if let Some(parent) = parent_id {
+            let children = self.state.task(parent).map_or(0, |node| node.children);
+            Limits::check(
+                children as usize,
+                limits.max_children_per_task,
+                "maxChildrenPerTask",
+                false,
+            )?;
+            let tree = self
+                .state
+                .root_of(parent)
+                .and_then(|root| self.state.task(root))
+                .map_or(0, |root| root.tree_size);
+            Limits::check(
+                tree as usize,
+                limits.max_tasks_per_tree,
+                "maxTasksPerTree",
+                false,
+            )?;
+        }
+        Limits::check(
+            self.state.task_count(),
+            limits.max_tasks,
+            "maxTasks",
+            worker,
+        )
+    }
+
+    /// Whether one more record fits (`worker`: within the Workers' share).
+    fn check_records(&self, worker: bool) -> Result<(), CapTokenError> {
+        Limits::check(
+            self.state.len(),
+            self.config.limits.max_records,
+            "maxRecords",
+            worker,
+        )
+    }
+
     /// `dispatch_attempt` on a tracked task: mint a Worker token bound to it
     /// (agent `worker-of-<task id>`). Options as for [`mint`](Self::mint);
     /// their `task_id`, if given, must name the same task.
+    ///
+    /// A Worker dispatches only to its own task or a task below it, and
+    /// what it mints is never wider than itself: scopes within its own,
+    /// expiry no later than its own, and, when its uses are limited, a
+    /// `max_uses` it names and pays for: its uses left drop by that many on
+    /// top of this call's own use (budgets are transferred, never copied).
     pub fn dispatch_attempt(
         &mut self,
         bearer: &str,
@@ -557,13 +791,42 @@ impl TokenStore {
                 task_id: Some(task_id.to_owned()),
             });
         }
-        let options = MintOptions {
+        let mut options = MintOptions {
             task_id: Some(task_id.to_owned()),
             ..options
         };
-        let (minted, entry) =
-            self.prepare_mint(&format!("worker-of-{task_id}"), Role::Worker, &options)?;
-        self.spend(allowed)?;
+        let worker = allowed.role == Role::Worker;
+        let (handed, expiry_cap) = if worker {
+            let caller =
+                self.state
+                    .entry(&allowed.fingerprint)
+                    .ok_or(CapTokenError::TokenNotFound {
+                        fingerprint: allowed.fingerprint,
+                    })?;
+            Limits::check(
+                caller.made as usize,
+                self.config.limits.max_made_per_worker_token,
+                "maxMadePerWorkerToken",
+                false,
+            )?;
+            options.scopes = Some(narrower_scopes(options.scopes.take(), &caller.scopes)?);
+            let handed =
+                transferred_budget(allowed.fingerprint, caller.uses_left, options.max_uses)?;
+            (handed, Some(caller.expire_at))
+        } else {
+            (0, None)
+        };
+        self.check_records(worker)?;
+        let (minted, entry) = self.prepare_mint(
+            &format!("worker-of-{task_id}"),
+            Role::Worker,
+            &options,
+            expiry_cap,
+        )?;
+        self.spend_uses(allowed, handed.saturating_add(1))?;
+        if worker {
+            self.state.note_made(&allowed.fingerprint);
+        }
         self.insert_record(minted.fingerprint, entry);
         Ok(minted)
     }
@@ -599,10 +862,11 @@ impl TokenStore {
     }
 
     /// Remint a Worker token whose delivery ran late. The presented token must
-    /// carry a good signature (its expiry is ignored) and a live record. The new
-    /// token has the same agent, scopes and bound task, `max_uses` = the uses
-    /// left, and a fresh expiry; the old record is revoked, so the bearer's
-    /// power never widens.
+    /// carry a good signature and a live record, and must not have expired
+    /// more than one lifetime (`expire_at - issued_at`) ago. The new token has
+    /// the same agent, scopes and bound task, `max_uses` = the uses left, and
+    /// the same lifetime counted from now; the old record is revoked, so the
+    /// bearer's power never widens.
     pub fn remint(&mut self, bearer: &str) -> Result<Minted, CapTokenError> {
         let verified = self.verifier.authenticate_ignoring_expiry(bearer)?;
         let fingerprint = verified.fingerprint;
@@ -619,14 +883,24 @@ impl TokenStore {
         entry
             .can_consume()
             .map_err(|e| CapTokenError::from_consume(e, fingerprint))?;
+        // A late delivery, not a resurrection: at most one lifetime late,
+        // and the new token lives exactly as long as the old one did.
+        let lifetime = verified
+            .token
+            .expire_at
+            .saturating_sub(verified.token.issued_at);
+        if self.now().saturating_sub(verified.token.expire_at) > lifetime {
+            return Err(CapTokenError::TokenExpired { fingerprint });
+        }
         let options = MintOptions {
             scopes: Some(verified.token.scopes.clone()),
-            ttl_secs: None,
+            ttl_secs: Some(lifetime),
             max_uses: entry.uses_left,
             task_id: entry.task_id.as_deref().map(str::to_owned),
         };
+        self.check_records(false)?;
         let (minted, entry) =
-            self.prepare_mint(&verified.token.agent_id, Role::Worker, &options)?;
+            self.prepare_mint(&verified.token.agent_id, Role::Worker, &options, None)?;
         self.revoke(&fingerprint);
         self.insert_record(minted.fingerprint, entry);
         Ok(minted)
@@ -714,6 +988,56 @@ fn ascending<'a>(keys: impl Iterator<Item = (u32, &'a [u8])>) -> impl Iterator<I
         .collect();
     keys.sort_unstable();
     keys.into_iter().map(|(_, _, at)| at)
+}
+
+/// The scopes a Worker's dispatch hands on: the ones asked for when each is
+/// among the caller's own (anything, for a caller with `["*"]`), the caller's
+/// own when none are asked for.
+fn narrower_scopes(asked: Option<Vec<String>>, own: &Scopes) -> Result<Vec<String>, CapTokenError> {
+    match (asked, own) {
+        (None, own) => Ok(own.to_list()),
+        (Some(asked), Scopes::All) => Ok(asked),
+        (Some(asked), Scopes::List(own)) => {
+            if asked
+                .iter()
+                .all(|scope| own.iter().any(|mine| **mine == **scope))
+            {
+                Ok(asked)
+            } else {
+                Err(CapTokenError::invalid(
+                    "scopes must be within the minting token's own scopes",
+                ))
+            }
+        }
+    }
+}
+
+/// The uses a Worker with `uses_left` hands to the token it mints, on top of
+/// this call's own use: nothing from an unlimited Worker; from a limited one,
+/// exactly the `max_uses` it names, which must fit what is left after this
+/// call's own use.
+fn transferred_budget(
+    fingerprint: Fingerprint,
+    uses_left: Option<u32>,
+    asked: Option<u32>,
+) -> Result<u32, CapTokenError> {
+    let Some(left) = uses_left else {
+        return Ok(0);
+    };
+    let spare = left.saturating_sub(1);
+    if spare == 0 {
+        return Err(CapTokenError::TokenUsesExhausted { fingerprint });
+    }
+    match asked {
+        None => Err(CapTokenError::invalid(
+            "a Worker with limited uses must name maxUses (at least 1) for the token it mints",
+        )),
+        Some(0) => Err(CapTokenError::invalid("maxUses must be at least 1")),
+        Some(n) if n > spare => Err(CapTokenError::invalid(format!(
+            "maxUses {n} is more than the {spare} uses the minting token has left to give"
+        ))),
+        Some(n) => Ok(n),
+    }
 }
 
 fn no_randomness() -> CapTokenError {

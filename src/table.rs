@@ -11,34 +11,82 @@
 use crate::state::Entry;
 use crate::token::Fingerprint;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
 const CHUNK: usize = 4096;
 
-/// Fingerprints are SHA-256 outputs of CSPRNG nonces, and only tokens with a
-/// valid signature are ever inserted, so their first eight bytes are already
-/// a uniform hash: no need to hash them again.
-#[derive(Default)]
-pub(crate) struct PrefixHasher(u64);
+/// A hash keyed by a per-store random key. Fingerprints of minted tokens are
+/// already uniform, but a restored snapshot may name any fingerprints it
+/// likes: with an unkeyed hash, thousands sharing their first bytes would
+/// fall into one probe sequence and make restore quadratic. The mix is the
+/// folded multiply of foldhash (hashbrown's default hasher), seeded from the
+/// operating system's CSPRNG.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyedState([u64; 2]);
 
-impl Hasher for PrefixHasher {
+impl Default for KeyedState {
+    fn default() -> Self {
+        let mut bytes = [0u8; 16];
+        // Without randomness no token can be minted either; a fixed key
+        // then only costs the resistance to crafted snapshots.
+        let _ = getrandom::fill(&mut bytes);
+        let [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p] = bytes;
+        KeyedState([
+            u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+            u64::from_le_bytes([i, j, k, l, m, n, o, p]) | 1,
+        ])
+    }
+}
+
+impl core::fmt::Debug for KeyedState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("KeyedState(..)")
+    }
+}
+
+impl BuildHasher for KeyedState {
+    type Hasher = KeyedHasher;
+
+    fn build_hasher(&self) -> KeyedHasher {
+        KeyedHasher {
+            key: self.0,
+            state: self.0[0],
+        }
+    }
+}
+
+pub(crate) struct KeyedHasher {
+    key: [u64; 2],
+    state: u64,
+}
+
+fn folded_multiply(x: u64, y: u64) -> u64 {
+    let full = u128::from(x) * u128::from(y);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+impl Hasher for KeyedHasher {
     fn finish(&self) -> u64 {
-        self.0
+        folded_multiply(self.state, self.key[1]).rotate_left(23)
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for (i, byte) in bytes.iter().take(8).enumerate() {
-            self.0 ^= u64::from(*byte) << (8 * i);
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            for (to, from) in word.iter_mut().zip(chunk) {
+                *to = *from;
+            }
+            self.write_u64(u64::from_le_bytes(word));
         }
     }
 
     fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        self.state = folded_multiply(self.state ^ n, self.key[1] ^ self.key[0].rotate_left(32));
     }
 }
 
-type Prefixed<K, V> = HashMap<K, V, BuildHasherDefault<PrefixHasher>>;
+type Prefixed<K, V> = HashMap<K, V, KeyedState>;
 
 fn prefix(fingerprint: &Fingerprint) -> u64 {
     let [a, b, c, d, e, f, g, h, ..] = *fingerprint.as_bytes();

@@ -91,7 +91,7 @@ impl CapToken {
         TokenRef {
             v: self.v,
             agent_id: Text(Cow::Borrowed(&self.agent_id)),
-            role: (self.role, false),
+            role: self.role,
             scopes: self
                 .scopes
                 .iter()
@@ -211,28 +211,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 
 /// A token decoded from a bearer without copying its strings: what every
 /// decision works on. [`CapToken`] is its owned twin.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenRef<'a> {
-    // A bearer has one way to write each token: `v` is absent or a number
-    // (never `null`), `max_uses` is present (`null` or a number), and a `v2`
-    // token names its role in lower case (see `decode`). Otherwise a bit flip
-    // or a dropped field could give another bearer of the very same token.
-    #[serde(default, deserialize_with = "present_v")]
     v: Option<u8>,
-    #[serde(borrow)]
     agent_id: Text<'a>,
-    #[serde(deserialize_with = "role_name")]
-    role: (Role, bool),
-    #[serde(borrow)]
+    role: Role,
     scopes: Vec<Text<'a>>,
     issued_at: u64,
     expire_at: u64,
-    #[serde(deserialize_with = "Option::deserialize")]
     max_uses: Option<u32>,
-    #[serde(borrow)]
     nonce: Text<'a>,
-    #[serde(borrow)]
     sig_hex: Text<'a>,
 }
 
@@ -242,52 +230,171 @@ impl fmt::Debug for TokenRef<'_> {
     }
 }
 
-/// `v`, when present, is a number: `"v": null` is not another way to leave it out.
-fn present_v<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
-    u8::deserialize(deserializer).map(Some)
+/// Reads a token's JSON object, refusing any key that is not the next one in
+/// the canonical order (`v` (v2 only), `agent_id`, `role`, `scopes`,
+/// `issued_at`, `expire_at`, `max_uses`, `nonce`, `sig_hex`): a missing,
+/// extra, repeated or reordered key is not the canonical spelling. (Spaces and escapes are caught by the length
+/// check in [`TokenRef::decode`].)
+struct InOrder;
+
+impl<'de> serde::de::Visitor<'de> for InOrder {
+    type Value = TokenRef<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a token object with its keys in order")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        // `v` is optional and first; every other key must follow in order.
+        let first = map.next_key::<Text<'de>>()?;
+        let v = match first.as_ref().map(|key| &*key.0) {
+            Some("v") => {
+                let v = map.next_value::<u8>()?;
+                expect_key(&mut map, "agent_id")?;
+                Some(v)
+            }
+            Some("agent_id") => None,
+            _ => return Err(A::Error::custom("keys out of order")),
+        };
+        let agent_id = map.next_value()?;
+        expect_key(&mut map, "role")?;
+        // The wire name only: the capitalised aliases `Role` also reads
+        // (record JSON) are the same length, so the length check cannot
+        // tell them apart.
+        let role_name = map.next_value::<Text<'de>>()?;
+        let role = Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == role_name.0)
+            .ok_or_else(|| A::Error::custom("unknown role"))?;
+        expect_key(&mut map, "scopes")?;
+        let scopes = map.next_value()?;
+        expect_key(&mut map, "issued_at")?;
+        let issued_at = map.next_value()?;
+        expect_key(&mut map, "expire_at")?;
+        let expire_at = map.next_value()?;
+        expect_key(&mut map, "max_uses")?;
+        let max_uses = map.next_value()?;
+        expect_key(&mut map, "nonce")?;
+        let nonce = map.next_value()?;
+        expect_key(&mut map, "sig_hex")?;
+        let sig_hex = map.next_value()?;
+        if map.next_key::<Text<'de>>()?.is_some() {
+            return Err(A::Error::custom("unknown field"));
+        }
+        Ok(TokenRef {
+            v,
+            agent_id,
+            role,
+            scopes,
+            issued_at,
+            expire_at,
+            max_uses,
+            nonce,
+            sig_hex,
+        })
+    }
 }
 
-/// A role and whether it was written the reference engine's way (`"Worker"`),
-/// which only `mlua-swarm` tokens may do.
-fn role_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(Role, bool), D::Error> {
-    let name = Text::deserialize(deserializer)?;
-    Role::ALL
-        .into_iter()
-        .find_map(|role| {
-            if *name.0 == *role.as_str() {
-                Some((role, false))
-            } else if *name.0 == *role.capitalised() {
-                Some((role, true))
-            } else {
-                None
-            }
+/// The next key of `map`, which must be `key`.
+fn expect_key<'de, A: serde::de::MapAccess<'de>>(map: &mut A, key: &str) -> Result<(), A::Error> {
+    match map.next_key::<Text<'de>>()? {
+        Some(found) if *found.0 == *key => Ok(()),
+        _ => Err(serde::de::Error::custom("keys out of order")),
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for TokenRef<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(InOrder)
+    }
+}
+
+/// The length of `text` as serde_json writes it: quoted, with `"`, `\\` and
+/// control characters escaped (short escapes where JSON has them).
+fn json_string_len(text: &str) -> usize {
+    2 + text
+        .bytes()
+        .map(|byte| match byte {
+            b'"' | b'\\' | 0x08 | 0x0c | b'\n' | b'\r' | b'\t' => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
         })
-        .ok_or_else(|| serde::de::Error::custom("unknown role"))
+        .sum::<usize>()
+}
+
+/// The number of decimal digits of `n`.
+fn digits(mut n: u64) -> usize {
+    let mut count = 1;
+    while n >= 10 {
+        n /= 10;
+        count += 1;
+    }
+    count
 }
 
 impl<'a> TokenRef<'a> {
     /// Step 1 of a decision: base64url-decode `bearer` into `buf` and parse
-    /// the token from it, borrowing its strings from `buf`.
+    /// the token from it, borrowing its strings from `buf`. The bearer must
+    /// be the token's one canonical spelling (docs/protocol.md, "Bearer"):
+    /// any other spelling of the same token (spaces, key order, escapes) is
+    /// malformed, so nothing keyed by bearer text can be bypassed.
     pub fn decode(bearer: &str, buf: &'a mut Vec<u8>) -> Result<Self, CapTokenError> {
         if bearer.len() > MAX_BEARER_LEN {
             return Err(malformed("bearer is longer than the size limit"));
         }
         buf.clear();
+        // URL-safe, no padding, and (the engine's default) no stray bits in
+        // the last character: one base64 text per byte string.
         URL_SAFE_NO_PAD
             .decode_vec(bearer, buf)
             .map_err(|_| malformed("bearer is not URL-safe base64 without padding"))?;
         // As text: the module then holds one instance of serde_json's parser
         // (every other input is text). JSON that from_slice would accept is
         // UTF-8 throughout, and StrRead skips the per-string UTF-8 check.
-        let token: TokenRef<'a> = core::str::from_utf8(buf)
+        let json: &'a [u8] = buf;
+        let token: TokenRef<'a> = core::str::from_utf8(json)
             .ok()
-            .and_then(|json| serde_json::from_str(json).ok())
+            .and_then(|text| serde_json::from_str(text).ok())
             .ok_or(malformed("bearer is not a token's JSON"))?;
         check_shape(&token)?;
-        if token.v == Some(V2) && token.role.1 {
-            return Err(malformed("a v2 token names its role in lower case"));
+        // Every key is there, in order (the parse checked it), so the text
+        // can differ from the canonical one only by whitespace or by other
+        // escapes, number or null spellings, each of which is longer than
+        // serde_json's: equal length means equal text. (The fuzz target
+        // bearer_decode checks that every decoded bearer re-encodes to itself.)
+        if json.len() != token.canonical_len() {
+            return Err(malformed("bearer is not the token's canonical spelling"));
         }
         Ok(token)
+    }
+
+    /// The length of this token's canonical JSON text.
+    fn canonical_len(&self) -> usize {
+        let value = |key: &str, len: usize| key.len() + 3 + len;
+        let scopes = self
+            .scopes
+            .iter()
+            .map(|scope| json_string_len(&scope.0))
+            .sum::<usize>()
+            + self.scopes.len().saturating_sub(1)
+            + 2;
+        let fields = [
+            self.v.map_or(0, |v| value("v", digits(u64::from(v))) + 1),
+            value("agent_id", json_string_len(&self.agent_id.0)),
+            value("role", self.role.as_str().len() + 2),
+            value("scopes", scopes),
+            value("issued_at", digits(self.issued_at)),
+            value("expire_at", digits(self.expire_at)),
+            value(
+                "max_uses",
+                self.max_uses.map_or(4, |n| digits(u64::from(n))),
+            ),
+            value("nonce", json_string_len(&self.nonce.0)),
+            value("sig_hex", json_string_len(&self.sig_hex.0)),
+        ];
+        // Braces, and a comma between the eight fields always there.
+        2 + 7 + fields.iter().sum::<usize>()
     }
 
     /// The owned twin.
@@ -295,7 +402,7 @@ impl<'a> TokenRef<'a> {
         CapToken {
             v: self.v,
             agent_id: self.agent_id.0.to_string(),
-            role: self.role.0,
+            role: self.role,
             scopes: self.scopes.iter().map(|s| s.0.to_string()).collect(),
             issued_at: self.issued_at,
             expire_at: self.expire_at,
@@ -314,7 +421,7 @@ impl TokenFields for TokenRef<'_> {
         &self.agent_id.0
     }
     fn role(&self) -> Role {
-        self.role.0
+        self.role
     }
     fn scopes(&self) -> impl ExactSizeIterator<Item = &str> {
         self.scopes.iter().map(|scope| &*scope.0)
@@ -516,6 +623,52 @@ mod tests {
         for bearer in cases {
             let err = CapToken::from_bearer(&bearer).unwrap_err();
             assert_eq!(err.code(), ErrorCode::MalformedToken, "{bearer}");
+        }
+    }
+
+    /// The length check of `decode` stands in for re-serialising: it must
+    /// agree with serde_json's text for every kind of string and number.
+    #[test]
+    fn canonical_len_is_the_length_of_the_canonical_text() {
+        let texts = [
+            "",
+            "a",
+            "agent-7",
+            "q\"uote",
+            "back\\slash",
+            "slash/",
+            "tab\t",
+            "nl\n",
+            "cr\r",
+            "\u{8}\u{c}",
+            "\u{0}\u{1f}\u{7f}",
+            "é",
+            "日本",
+            "🦀",
+            "|,*",
+            "a b",
+        ];
+        for agent_id in texts {
+            for scopes in [vec![], vec!["*"], vec!["read", "wr\"ite"], texts.to_vec()] {
+                for (v, max_uses, at) in [
+                    (Some(V2), None, 0),
+                    (None, Some(0), 9),
+                    (Some(V2), Some(u32::MAX), MAX_SAFE_INTEGER),
+                    (None, Some(10), 1_764_150_000),
+                ] {
+                    let mut token = sample();
+                    token.v = v;
+                    token.agent_id = agent_id.into();
+                    token.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+                    token.max_uses = max_uses;
+                    token.issued_at = at;
+                    token.expire_at = at / 2;
+                    let json = serde_json::to_vec(&token).unwrap();
+                    let mut buf = Vec::new();
+                    let decoded = TokenRef::decode(&token.to_bearer(), &mut buf).unwrap();
+                    assert_eq!(decoded.canonical_len(), json.len(), "{token:?}");
+                }
+            }
         }
     }
 

@@ -40,13 +40,25 @@ impl Verifier {
         &self.gate
     }
 
-    /// Step 1: decode the bearer into `buf`, borrowing the token's strings from it.
+    /// Step 1: decode the bearer into `buf`, borrowing the token's strings
+    /// from it. In the `mlua-swarm` format a token whose text could be
+    /// re-read with its fields shifted (a `|` in agent_id or a scope, a `,`
+    /// in a scope) is malformed: see [`crate::SigningFormat::is_unambiguous`].
     pub fn decode<'b>(
         &self,
         bearer: &str,
         buf: &'b mut Vec<u8>,
     ) -> Result<TokenRef<'b>, CapTokenError> {
-        TokenRef::decode(bearer, buf)
+        let token = TokenRef::decode(bearer, buf)?;
+        let format = self.signer.format();
+        // A v2 token shown to an mlua-swarm store is simply of the other
+        // format: step 2 refuses it as a bad signature.
+        if token.v().is_none() && !format.is_unambiguous(token.agent_id(), token.scopes()) {
+            return Err(CapTokenError::MalformedToken {
+                reason: "agent_id or a scope holds a separator of the mlua-swarm signing text",
+            });
+        }
+        Ok(token)
     }
 
     /// Step 2: the signature, in the store's format, compared in constant time.

@@ -51,10 +51,8 @@ fn every_kind_of_change_is_journaled_and_replays() {
     store
         .verify(&w.bearer, Verb::FetchPrompt, Some("root"))
         .unwrap();
-    store.start_task(&w.bearer, Some("child")).unwrap();
-    let c = store
-        .dispatch_attempt(&w.bearer, "child", MintOptions::default())
-        .unwrap();
+    let child = store.start_task(&w.bearer, None).unwrap().task_id;
+    let c = store.dispatch_attempt(&w.bearer, &child, uses(1)).unwrap();
     let short = store.mint("short", Role::Observer, ttl(10)).unwrap();
     let spare = worker(&mut store, "elsewhere", Some(2));
     store.revoke(&spare.fingerprint);

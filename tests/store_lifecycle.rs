@@ -51,16 +51,24 @@ fn revoke_task_reaches_children_and_grandchildren_but_not_siblings() {
     let wa = store
         .dispatch_attempt(&op.bearer, "a", MintOptions::default())
         .unwrap();
-    store.start_task(&wa.bearer, Some("a1")).unwrap();
-    store.start_task(&wa.bearer, Some("a2")).unwrap();
+    store
+        .start_task_under(&op.bearer, Some("a"), Some("a1"))
+        .unwrap();
+    store
+        .start_task_under(&op.bearer, Some("a"), Some("a2"))
+        .unwrap();
     let wa1 = store
         .dispatch_attempt(&op.bearer, "a1", MintOptions::default())
         .unwrap();
-    store.start_task(&wa1.bearer, Some("a1x")).unwrap();
+    store
+        .start_task_under(&op.bearer, Some("a1"), Some("a1x"))
+        .unwrap();
     let wa1x = store
         .dispatch_attempt(&op.bearer, "a1x", MintOptions::default())
         .unwrap();
-    store.start_task(&wa1x.bearer, Some("a1xy")).unwrap();
+    store
+        .start_task_under(&op.bearer, Some("a1x"), Some("a1xy"))
+        .unwrap();
     let wa1xy = store
         .dispatch_attempt(&op.bearer, "a1xy", MintOptions::default())
         .unwrap();
@@ -116,7 +124,9 @@ fn revoke_task_of_a_leaf_or_an_untracked_task() {
     let wp = store
         .dispatch_attempt(&op.bearer, "p", MintOptions::default())
         .unwrap();
-    store.start_task(&wp.bearer, Some("leaf")).unwrap();
+    store
+        .start_task_under(&op.bearer, Some("p"), Some("leaf"))
+        .unwrap();
     let leaf = store
         .dispatch_attempt(&op.bearer, "leaf", MintOptions::default())
         .unwrap();
@@ -152,8 +162,8 @@ fn remint_keeps_agent_scopes_task_and_uses_left_with_a_fresh_expiry() {
         .verify(&w.bearer, Verb::FetchPrompt, Some("t1"))
         .unwrap();
     store.verify(&w.bearer, Verb::FetchData, None).unwrap();
-    clock.advance(100);
-    // It arrived late: expired.
+    clock.advance(50);
+    // It arrived late: expired (20 s ago, within one 30 s lifetime).
     assert_eq!(
         code(store.verify(&w.bearer, Verb::FetchData, None)),
         ErrorCode::TokenExpired
@@ -168,8 +178,9 @@ fn remint_keeps_agent_scopes_task_and_uses_left_with_a_fresh_expiry() {
         vec!["read".to_owned(), "write".to_owned()]
     );
     assert_eq!(fresh.token.max_uses, Some(3));
-    assert_eq!(fresh.token.issued_at, T0 + 100);
-    assert_eq!(fresh.token.expire_at, T0 + 100 + TTL);
+    // The same lifetime, counted from now: a 30 s token stays a 30 s token.
+    assert_eq!(fresh.token.issued_at, T0 + 50);
+    assert_eq!(fresh.token.expire_at, T0 + 50 + 30);
     let record = store.record(&fresh.fingerprint).unwrap();
     assert_eq!(record.task_id.as_deref(), Some("t1"));
     assert_eq!(record.uses_left, Some(3));
@@ -188,6 +199,47 @@ fn remint_keeps_agent_scopes_task_and_uses_left_with_a_fresh_expiry() {
         code(store.verify(&fresh.bearer, Verb::PostResult, Some("t2"))),
         ErrorCode::TokenTaskMismatch
     );
+}
+
+/// Remint delivers a late token; it never revives a long-dead one nor
+/// stretches its lifetime (the security issue: a 60 s token became an
+/// 1800 s one, and a token expired a year ago came back).
+#[test]
+fn remint_refuses_tokens_expired_more_than_one_lifetime_ago() {
+    let (mut store, clock) = store();
+    let short = store.mint("w", Role::Worker, bound("t1", Some(2))).unwrap();
+    let minute = store
+        .mint(
+            "w",
+            Role::Worker,
+            MintOptions {
+                ttl_secs: Some(60),
+                ..bound("t1", Some(2))
+            },
+        )
+        .unwrap();
+    clock.advance(TTL + TTL); // exactly one lifetime past the default expiry
+    let len = store.len();
+    assert_eq!(
+        store.remint(&minute.bearer),
+        Err(CapTokenError::TokenExpired {
+            fingerprint: minute.fingerprint
+        })
+    );
+    let fresh = store.remint(&short.bearer).unwrap();
+    assert_eq!(fresh.token.expire_at - fresh.token.issued_at, TTL);
+    clock.advance(365 * 24 * 3600);
+    for m in [&short, &fresh] {
+        assert_eq!(code(store.remint(&m.bearer)), {
+            if m.fingerprint == short.fingerprint {
+                ErrorCode::TokenRevoked
+            } else {
+                ErrorCode::TokenExpired
+            }
+        });
+    }
+    assert_eq!(store.len(), len + 1);
+    assert!(!store.record(&minute.fingerprint).unwrap().revoked);
 }
 
 #[test]
@@ -239,7 +291,8 @@ fn revoked_exhausted_unknown_or_forged_tokens_cannot_be_reminted() {
         .mint("obs", Role::Observer, MintOptions::default())
         .unwrap();
     let good = worker(&mut store, "t1", Some(4));
-    clock.advance(10 * TTL);
+    // Expired, but less than one lifetime ago: still remintable.
+    clock.advance(TTL + TTL / 2);
 
     let len = store.len();
     let records = store.records();

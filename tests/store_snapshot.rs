@@ -35,11 +35,15 @@ fn rich(config: StoreConfig) -> Rich {
     let w0 = store
         .dispatch_attempt(&op.bearer, "root", uses(20))
         .unwrap();
-    store.start_task(&w0.bearer, Some("child")).unwrap();
+    store
+        .start_task_under(&op.bearer, Some("root"), Some("child"))
+        .unwrap();
     let w1 = store
         .dispatch_attempt(&op.bearer, "child", MintOptions::default())
         .unwrap();
-    store.start_task(&w1.bearer, Some("grandchild")).unwrap();
+    store
+        .start_task_under(&op.bearer, Some("child"), Some("grandchild"))
+        .unwrap();
     let w2 = store
         .dispatch_attempt(&op.bearer, "grandchild", uses(3))
         .unwrap();
@@ -223,15 +227,13 @@ fn a_round_trip_keeps_uses_left_revocation_and_binding() {
         .unwrap();
     // Depths survive: the grandchild's worker may spawn (depth 3), its child not.
     let w2 = &minted[4];
-    assert_eq!(
-        back.start_task(&w2.bearer, Some("d3")).unwrap().spawn_depth,
-        3
-    );
+    let d3 = back.start_task(&w2.bearer, None).unwrap();
+    assert_eq!(d3.spawn_depth, 3);
     let w3 = back
-        .dispatch_attempt(&w2.bearer, "d3", MintOptions::default())
+        .dispatch_attempt(&w2.bearer, &d3.task_id, uses(1))
         .unwrap();
     assert_eq!(
-        back.start_task(&w3.bearer, Some("d4")),
+        back.start_task(&w3.bearer, None),
         Err(CapTokenError::SpawnDepthExceeded { current: 4, max: 4 })
     );
     // Untracked stays untracked.

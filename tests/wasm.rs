@@ -729,7 +729,7 @@ fn journal_replays_after_a_snapshot() {
     root(&mut store, &op, "root");
     let w = ok(store.dispatch_attempt(bearer(&op), js("root"), object(&[("maxUses", num(3.0))])));
     ok(store.verify(bearer(&w), js("fetch_prompt"), js("root")));
-    ok(store.start_task(bearer(&w), object(&[("taskId", js("child"))])));
+    ok(store.start_task(bearer(&w), undef()));
     let o = ok(store.mint(js("o"), js("observer"), object(&[("ttlSecs", num(5.0))])));
     let s = ok(store.mint(js("s"), js("senior"), undef()));
     assert!(ok(store.revoke(js(&fp(&s)))));
@@ -1148,7 +1148,10 @@ fn start_task_roots_children_and_depth_cap() {
     );
 
     let w0 = ok(store.dispatch_attempt(bearer(&op), js("root"), undef()));
-    let child = ok(store.start_task(bearer(&w0), object(&[("taskId", js("child"))])));
+    let child = ok(store.start_task(
+        bearer(&op),
+        object(&[("taskId", js("child")), ("parentId", js("root"))]),
+    ));
     assert_eq!(
         json(&child),
         "{\"taskId\":\"child\",\"parentId\":\"root\",\"spawnDepth\":1}"
@@ -1818,7 +1821,10 @@ fn revoke_task_revokes_the_subtree() {
     root(&mut store, &op, "root");
     root(&mut store, &op, "other");
     let w_root = ok(store.dispatch_attempt(bearer(&op), js("root"), undef()));
-    ok(store.start_task(bearer(&w_root), object(&[("taskId", js("child"))])));
+    ok(store.start_task(
+        bearer(&op),
+        object(&[("taskId", js("child")), ("parentId", js("root"))]),
+    ));
     let w_child = ok(store.dispatch_attempt(bearer(&op), js("child"), undef()));
     let w_other = ok(store.dispatch_attempt(bearer(&op), js("other"), undef()));
     let w_ext = ok(store.mint(js("e"), js("worker"), object(&[("taskId", js("ext"))])));
@@ -1976,7 +1982,12 @@ fn records_and_tasks_list_everything() {
     root(&mut store, &op, "b-root");
     root(&mut store, &op, "a-root");
     let w = ok(store.dispatch_attempt(bearer(&op), js("b-root"), object(&[("maxUses", num(4.0))])));
-    ok(store.start_task(bearer(&w), object(&[("taskId", js("child"))])));
+    ok(store.start_task(
+        bearer(&op),
+        object(&[("taskId", js("child")), ("parentId", js("b-root"))]),
+    ));
+    // The worker spends one use, as it did starting the child itself.
+    ok(store.verify(bearer(&w), js("fetch_prompt"), js("b-root")));
     ok(store.mint(js("s"), js("senior"), undef()));
     ok(store.revoke(js(&fp(&op))));
     assert_eq!(store.size(), 3);
@@ -2455,11 +2466,20 @@ fn error_class_registration() {
     let error = fails(record.consume(), "ERR_TOKEN_USES_EXHAUSTED");
     assert!(is(&error, &class));
     let w2 = ok(store.dispatch_attempt(bearer(&op), js("root"), object(&[("maxUses", num(5.0))])));
-    ok(store.start_task(bearer(&w2), object(&[("taskId", js("c1"))])));
+    ok(store.start_task(
+        bearer(&op),
+        object(&[("taskId", js("c1")), ("parentId", js("root"))]),
+    ));
     let w3 = ok(store.dispatch_attempt(bearer(&op), js("c1"), undef()));
-    ok(store.start_task(bearer(&w3), object(&[("taskId", js("c2"))])));
+    ok(store.start_task(
+        bearer(&op),
+        object(&[("taskId", js("c2")), ("parentId", js("c1"))]),
+    ));
     let w4 = ok(store.dispatch_attempt(bearer(&op), js("c2"), undef()));
-    ok(store.start_task(bearer(&w4), object(&[("taskId", js("c3"))])));
+    ok(store.start_task(
+        bearer(&op),
+        object(&[("taskId", js("c3")), ("parentId", js("c2"))]),
+    ));
     let w5 = ok(store.dispatch_attempt(bearer(&op), js("c3"), undef()));
     let error = fails(
         store.start_task(bearer(&w5), undef()),

@@ -1,8 +1,8 @@
 //! `CapToken::from_bearer` on arbitrary text.
 //!
-//! * decoding never panics; when it succeeds, re-encoding round-trips (the
-//!   token decoded from `to_bearer()` is the same token, and encoding it again
-//!   gives the same bearer);
+//! * decoding never panics; when it succeeds, the text was the token's one
+//!   canonical bearer: re-encoding the token gives back exactly the input
+//!   (docs/protocol.md, "Bearer");
 //! * a store (both signing formats) deciding on the text never panics, `check`
 //!   and `verify` agree, a refused `verify` changes nothing, and nothing is
 //!   ever allowed that does not decode and carry a good signature;
@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let decoded = CapToken::from_bearer(text);
     if let Ok(token) = &decoded {
         let bearer = token.to_bearer();
+        assert_eq!(bearer, text, "a bearer that decodes is its token's only spelling");
         let again = CapToken::from_bearer(&bearer).expect("a re-encoded token decodes");
         assert_eq!(&again, token, "re-encoding does not round-trip");
         assert_eq!(again.to_bearer(), bearer, "encoding is not stable");

@@ -94,9 +94,42 @@ pub fn decode(bearer: &str) -> serde_json::Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(bearer).unwrap()).unwrap()
 }
 
-/// The bearer of a JSON value.
+/// The order of a token's fields in its canonical JSON (docs/protocol.md).
+pub const CANONICAL_ORDER: [&str; 9] = [
+    "v",
+    "agent_id",
+    "role",
+    "scopes",
+    "issued_at",
+    "expire_at",
+    "max_uses",
+    "nonce",
+    "sig_hex",
+];
+
+/// A JSON value as text, an object's keys in the canonical token order
+/// (other keys after them): how a forger who knows the rules would write it.
+pub fn canonical_text(value: &serde_json::Value) -> String {
+    let Some(object) = value.as_object() else {
+        return value.to_string();
+    };
+    let mut keys: Vec<&String> = object.keys().collect();
+    keys.sort_by_key(|key| {
+        CANONICAL_ORDER
+            .iter()
+            .position(|known| known == key)
+            .unwrap_or(CANONICAL_ORDER.len())
+    });
+    let fields: Vec<String> = keys
+        .into_iter()
+        .map(|key| format!("{}:{}", serde_json::Value::from(key.as_str()), object[key]))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+/// The bearer of a JSON value, written in the canonical field order.
 pub fn encode(value: &serde_json::Value) -> String {
-    URL_SAFE_NO_PAD.encode(value.to_string())
+    URL_SAFE_NO_PAD.encode(canonical_text(value))
 }
 
 /// The bearer of raw text.

@@ -31,13 +31,13 @@ export const DEFAULT_GATE = {
   senior: ['answer_query', 'override_verdict', 'pause_loop', 'resume_loop', 'inject_directive'],
 };
 /** Worker verbs that must name the token's bound task. */
-export const OWNERSHIP_VERBS = ['fetch_prompt', 'post_result', 'read_task_state', 'cancel_task', 'poll_task'];
+export const OWNERSHIP_VERBS = ['fetch_prompt', 'post_result', 'emit_output', 'read_task_state', 'cancel_task', 'poll_task'];
 
 export const ERROR_CODES = [
   'ERR_MALFORMED_TOKEN', 'ERR_BAD_SIGNATURE', 'ERR_TOKEN_EXPIRED', 'ERR_ROLE_VIOLATION',
   'ERR_TOKEN_NOT_FOUND', 'ERR_TOKEN_TASK_MISMATCH', 'ERR_TOKEN_REVOKED',
   'ERR_TOKEN_USES_EXHAUSTED', 'ERR_SPAWN_DEPTH_EXCEEDED', 'ERR_TASK_NOT_FOUND',
-  'ERR_INVALID_ARGUMENT', 'ERR_SNAPSHOT_INVALID',
+  'ERR_INVALID_ARGUMENT', 'ERR_SNAPSHOT_INVALID', 'ERR_LIMIT_EXCEEDED', 'ERR_STORE_UNAVAILABLE',
 ];
 
 /** A settable clock: `clock.t` is what the store's `now` callback returns. */
@@ -65,7 +65,8 @@ export function makeWorld(options = {}) {
   const opLimited = store.attachOperator('op-2', { maxUses: 5 });
   const root = store.startTask(op.bearer, { taskId: 'root' });
   const worker = store.dispatchAttempt(op.bearer, 'root', { maxUses: 10 });
-  const child = store.startTask(worker.bearer, { taskId: 'child' });
+  // A Worker's children get ids made by the store; the Operator names this one.
+  const child = store.startTask(op.bearer, { parentId: 'root', taskId: 'child' });
   const childWorker = store.dispatchAttempt(op.bearer, 'child');
   const observer = store.mint('obs-1', 'observer', { maxUses: 3 });
   const senior = store.mint('sen-1', 'senior');
@@ -121,6 +122,21 @@ export function hmacHex(secret, data) {
   return createHmac('sha256', Buffer.from(secret)).update(data).digest('hex');
 }
 
+/** A token's fields in their canonical order (SPEC.md "The token"). */
+export const TOKEN_FIELDS = ['v', 'agent_id', 'role', 'scopes', 'issued_at', 'expire_at', 'max_uses', 'nonce', 'sig_hex'];
+
+/**
+ * The same token object with its keys in the canonical order (`v` first when
+ * present, any other key after): a bearer is the base64url of exactly that
+ * JSON, so a test that edits a field keeps every other part of the spelling.
+ */
+export function canonical(token) {
+  const out = {};
+  for (const key of TOKEN_FIELDS) if (key in token && token[key] !== undefined) out[key] = token[key];
+  for (const key of Object.keys(token)) if (!(key in out) && token[key] !== undefined) out[key] = token[key];
+  return out;
+}
+
 /** Sign a token object in a format, with a secret (what a peer engine would do). */
 export function signToken(token, format, secret = SECRET) {
   const t = { ...token };
@@ -131,7 +147,7 @@ export function signToken(token, format, secret = SECRET) {
     delete t.v;
     t.sig_hex = hmacHex(secret, mluaSigningText(t));
   }
-  return t;
+  return canonical(t);
 }
 
 /** Re-encode a token object as a bearer (key order kept). */

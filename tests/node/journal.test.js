@@ -57,7 +57,9 @@ describe('journal', () => {
     const snapshot = store.snapshot();
     store.takeJournal(); // everything so far is in the snapshot
     store.verify(w.bearer, 'fetch_prompt', 'root');
-    const child = store.startTask(w.bearer, { taskId: 'child' });
+    // A Worker's child task; its id is made by the store, the Operator names this one.
+    store.startTask(w.bearer);
+    const child = store.startTask(op.bearer, { parentId: 'root', taskId: 'child' });
     const cw = store.dispatchAttempt(op.bearer, child.taskId, { maxUses: 1, ttlSecs: 5 });
     const obs = store.mint('obs', 'observer', { maxUses: 2 });
     store.verify(obs.bearer, 'read_trace');
