@@ -559,8 +559,9 @@ function renderTokens() {
         r.token.role === 'worker'
           ? small('Remint', 'Remint', () => guarded('Remint', () => {
             const minted = api.remint(fp);
-            notify('ok', `Reminted ${shortFp(fp)} as ${shortFp(minted.fingerprint)} (uses ${minted.token.max_uses ?? '∞'}, fresh expiry); the old token is revoked.`);
-          }), { disabled: !known || r.revoked, action: 'remint', title: 'Remint a late worker token: same agent, scopes and task; a fresh expiry' })
+            const lifetime = minted.token.expire_at - minted.token.issued_at;
+            notify('ok', `Reminted ${shortFp(fp)} as ${shortFp(minted.fingerprint)} (uses ${minted.token.max_uses ?? '∞'}, the same ${lifetime}s lifetime from now); the old token is revoked.`);
+          }), { disabled: !known || r.revoked, action: 'remint', title: 'Remint a late worker token (at most one lifetime late): same agent, scopes, task and lifetime, counted from now' })
           : null,
         small('Revoke', 'Revoke', () => guarded('Revoke', () => {
           api.revoke(fp);
