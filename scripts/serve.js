@@ -138,9 +138,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   if (process.argv.includes('--check-port')) {
     await new Promise((resolve) => server.close(resolve));
   } else {
-    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-      process.on(signal, () => server.close(() => process.exit(0)));
-    }
+    // Exit at once: a static server has nothing to flush, and waiting for a
+    // browser's keep-alive connections to end could keep it listening.
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => process.exit(0));
     stopWithParent();
     const { port: bound } = server.address();
     console.log(`captoken console: http://${HOST}:${bound}/  (Ctrl-C stops it)`);
