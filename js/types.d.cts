@@ -1,3 +1,10 @@
+// Field names follow one rule: what the JavaScript API builds is camelCase
+// (options, Grant, Decision, TaskInfo, Minted, class getters such as
+// `record.usesLeft`); what is wire format is snake_case (CapToken,
+// CapTokenRecordJSON from `records()` and `toJSON()`, snapshot and journal
+// text), the reference engine's shape, so that it crosses implementations,
+// disks and versions unchanged. docs/protocol.md describes the wire format.
+
 /** A token holder's role. */
 export type Role = 'operator' | 'worker' | 'observer' | 'senior';
 
@@ -17,7 +24,7 @@ export type ErrorCode =
   | 'ERR_INVALID_ARGUMENT' | 'ERR_SNAPSHOT_INVALID' | 'ERR_LIMIT_EXCEEDED'
   | 'ERR_STORE_UNAVAILABLE';
 
-/** A capability token, as its bearer string encodes it. */
+/** A capability token, as its bearer string encodes it (wire format: snake_case). */
 export interface CapToken {
   /** `2` for the v2 signing format; absent for mlua-swarm. */
   v?: 2;
@@ -37,7 +44,7 @@ export interface CapToken {
   sig_hex: string;
 }
 
-/** A record as JSON: the seed's shape plus the token's fingerprint. */
+/** A record as JSON (wire format: snake_case): the seed's shape plus the token's fingerprint. */
 export interface CapTokenRecordJSON {
   token: CapToken;
   uses_left: number | null;
@@ -90,7 +97,13 @@ export declare class CapTokenRecord {
   canConsume(): boolean;
   revoke(): void;
   toJSON(): CapTokenRecordJSON;
-  /** Release the record's memory in the WebAssembly module now. */
+  /**
+   * Release the record's memory in the WebAssembly module now; later calls on
+   * it throw. Optional: a FinalizationRegistry frees an unreachable record
+   * when the garbage collector gets to it (perhaps never in a short script,
+   * which does not matter). Worth calling when reading many records in a
+   * long-running process.
+   */
   free(): void;
 }
 
@@ -232,6 +245,12 @@ export declare class TokenStore {
    * Each line is sealed and chained to the one before it.
    */
   takeJournal(): string;
-  /** Release the store's memory in the WebAssembly module now. */
+  /**
+   * Release the store's memory in the WebAssembly module now; later calls on
+   * it throw. Optional: a FinalizationRegistry frees an unreachable store
+   * when the garbage collector gets to it (perhaps never in a short script,
+   * which does not matter). Worth calling when a long-running process drops
+   * stores, or to give a large store's memory back at a known moment.
+   */
   free(): void;
 }

@@ -17,6 +17,20 @@ else
   opt_debug=--strip-debug
 fi
 
+# A fresh clone has none of the tools below; without the wasm32 target cargo
+# fails with "can't find crate for `core`". Run the set-up for what is
+# missing (it installs only that), or say what to run when it cannot.
+missing=()
+command -v cargo >/dev/null || { echo "build: Rust is needed to build the package: install rustup (https://rustup.rs), then run: npm run build" >&2; exit 1; }
+rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || missing+=("the wasm32-unknown-unknown target")
+wb_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+[ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$wb_version" ] || missing+=("wasm-bindgen-cli $wb_version")
+[ -x node_modules/.bin/wasm-opt ] || missing+=("the npm dependencies")
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "build: missing $(IFS=,; echo "${missing[*]}" | sed 's/,/, /g'); running scripts/setup.sh first"
+  bash scripts/setup.sh || { echo "build: the set-up failed (output above); fix it, then run: npm run setup && npm run build" >&2; exit 1; }
+fi
+
 cargo build --release --target wasm32-unknown-unknown --lib --quiet
 wasm=target/wasm32-unknown-unknown/release/captoken.wasm
 # Build beside pkg/ and swap it in at the end, so a test running meanwhile
