@@ -199,6 +199,7 @@ enum Field {
     SpawnDepth,
     Now,
     Uses,
+    NotAfter,
 }
 
 impl Field {
@@ -214,6 +215,7 @@ impl Field {
             Field::SpawnDepth => "spawn_depth",
             Field::Now => "now",
             Field::Uses => "uses",
+            Field::NotAfter => "not_after",
         }
     }
 }
@@ -225,7 +227,7 @@ impl Op {
         use Field::*;
         match self {
             Self::Record => (
-                &[Tag, Fingerprint, Token, UsesLeft, Revoked, BoundTask],
+                &[Tag, Fingerprint, Token, UsesLeft, Revoked, BoundTask, NotAfter],
                 true,
             ),
             Self::Consume => (&[Tag, Fingerprint, Uses], false),
@@ -249,6 +251,7 @@ struct Fields<'a> {
     spawn_depth: Option<u32>,
     now: Option<u64>,
     uses: Option<u32>,
+    not_after: Option<Option<u64>>,
 }
 
 /// Reads the value of one field into its place.
@@ -278,6 +281,7 @@ impl<'de> DeserializeSeed<'de> for Slot<'_, 'de> {
             Field::SpawnDepth => fields.spawn_depth = Some(Deserialize::deserialize(deserializer)?),
             Field::Now => fields.now = Some(Deserialize::deserialize(deserializer)?),
             Field::Uses => fields.uses = Some(Deserialize::deserialize(deserializer)?),
+            Field::NotAfter => fields.not_after = Some(Deserialize::deserialize(deserializer)?),
         }
         Ok(())
     }
@@ -327,7 +331,7 @@ impl<'de> Visitor<'de> for Shape {
                 field,
             };
             if seq.next_element_seed(slot)?.is_none()
-                && !matches!(field, Field::BoundTask | Field::Uses)
+                && !matches!(field, Field::BoundTask | Field::Uses | Field::NotAfter)
             {
                 return Err(de::Error::custom("missing element"));
             }
@@ -355,6 +359,7 @@ fn read_shape(line: &str, op: Op) -> Option<EventIn<'_>> {
             uses_left: fields.uses_left.flatten(),
             revoked: fields.revoked?,
             task_id: fields.bound_task.flatten(),
+            not_after: fields.not_after.flatten(),
         }),
         Op::Consume => EventIn::Consume {
             fingerprint: fields.fingerprint?,

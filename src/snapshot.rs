@@ -25,7 +25,7 @@ use crate::record::uses_fit;
 use crate::role::Role;
 use crate::seal::{same_tag, Seal, Tag, KEY_ID_HEX_LEN, SNAPSHOT_LABEL};
 use crate::signer::SigningFormat;
-use crate::state::{Entry, MemoryState, Scopes, TaskNode};
+use crate::state::{Entry, MemoryState, Scopes, TaskNode, NO_CAP};
 use crate::store::{check_task_id, StoreConfig, TokenStore};
 use crate::task::TaskInfo;
 use crate::token::{Fingerprint, Text, MAX_SAFE_INTEGER};
@@ -70,6 +70,9 @@ struct RecordShape<'a> {
     uses_left: Option<u32>,
     revoked: bool,
     task_id: Option<&'a str>,
+    /// Written only for tokens a Worker minted (docs/snapshot-and-journal.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -117,6 +120,7 @@ impl Serialize for RecordOut<'_> {
             uses_left: entry.uses_left,
             revoked: entry.revoked,
             task_id: entry.task_id.as_deref(),
+            not_after: (entry.not_after != NO_CAP).then_some(entry.not_after),
         }
         .serialize(serializer)
     }
@@ -132,6 +136,8 @@ pub(crate) struct RecordIn<'a> {
     pub(crate) revoked: bool,
     #[serde(default, borrow)]
     pub(crate) task_id: Option<Text<'a>>,
+    #[serde(default)]
+    pub(crate) not_after: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -663,6 +669,11 @@ pub(crate) fn validate_record(
     if let Some(task_id) = &record.task_id {
         check_task_id(&task_id.0).map_err(|_| fault("invalid task_id"))?;
     }
+    let not_after = match record.not_after {
+        None => NO_CAP,
+        Some(at) if at >= token.expire_at && at <= MAX_SAFE_INTEGER => at,
+        Some(_) => return Err(fault("not_after is before expire_at or out of range")),
+    };
     Ok(Entry {
         agent_id: (*token.agent_id.0).into(),
         scopes: Scopes::from_iter(token.scopes.iter().map(|scope| &*scope.0)),
@@ -676,6 +687,7 @@ pub(crate) fn validate_record(
         v: token.v,
         revoked: record.revoked,
         made: 0,
+        not_after,
         // Nothing in a snapshot was signature-checked here: the first decision
         // for each record runs the HMAC.
         sig_checked: false,

@@ -14,6 +14,9 @@ use crate::token::{CapToken, Fingerprint, TokenFields};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
+/// [`Entry::not_after`] of a token no Worker minted.
+pub(crate) const NO_CAP: u64 = u64::MAX;
+
 /// A token's scopes, with the default `["*"]` held without allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Scopes {
@@ -93,6 +96,11 @@ pub(crate) struct Entry {
     /// `start_task` and `dispatch_attempt`), for `maxMadePerWorkerToken`.
     /// Counted in this process only: a restore starts it again at 0.
     pub(crate) made: u32,
+    /// The latest expiry this token or any token reminted from it may have:
+    /// the expiry of the Worker that minted it ([`NO_CAP`] for tokens the
+    /// orchestrator minted). Without it a chain of remints, each within one
+    /// lifetime, would outlive the minting Worker.
+    pub(crate) not_after: u64,
     /// The token this entry was made from passed the signature check in this
     /// process (minted, adopted, or verified once since a restore). Only then
     /// may an exact match with the entry stand in for the HMAC.
@@ -119,6 +127,7 @@ impl Entry {
             v: token.v(),
             revoked: false,
             made: 0,
+            not_after: NO_CAP,
             sig_checked: true,
         }
     }

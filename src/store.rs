@@ -832,12 +832,16 @@ impl TokenStore {
             (0, None)
         };
         self.check_records(worker)?;
-        let (minted, entry) = self.prepare_mint(
+        let (minted, mut entry) = self.prepare_mint(
             &format!("worker-of-{task_id}"),
             Role::Worker,
             &options,
             expiry_cap,
         )?;
+        // Neither the token nor any remint of it outlives the minting Worker.
+        if let Some(cap) = expiry_cap {
+            entry.not_after = cap;
+        }
         self.spend_uses(allowed, handed.saturating_add(1))?;
         if worker {
             self.state.note_made(&allowed.fingerprint);
@@ -880,7 +884,8 @@ impl TokenStore {
     /// carry a good signature and a live record, and must not have expired
     /// more than one lifetime (`expire_at - issued_at`) ago. The new token has
     /// the same agent, scopes and bound task, `max_uses` = the uses left, and
-    /// the same lifetime counted from now; the old record is revoked, so the
+    /// the same lifetime counted from now, but never past the expiry of the
+    /// Worker that minted the token; the old record is revoked, so the
     /// bearer's power never widens.
     pub fn remint(&mut self, bearer: &str) -> Result<Minted, CapTokenError> {
         let verified = self.verifier.authenticate_ignoring_expiry(bearer)?;
@@ -907,15 +912,22 @@ impl TokenStore {
         if self.now().saturating_sub(verified.token.expire_at) > lifetime {
             return Err(CapTokenError::TokenExpired { fingerprint });
         }
+        // Nor does it outlive the Worker that minted the token.
+        let not_after = entry.not_after;
+        let left_before_cap = not_after.saturating_sub(self.now());
+        if left_before_cap == 0 {
+            return Err(CapTokenError::TokenExpired { fingerprint });
+        }
         let options = MintOptions {
             scopes: Some(verified.token.scopes.clone()),
-            ttl_secs: Some(lifetime),
+            ttl_secs: Some(lifetime.min(left_before_cap)),
             max_uses: entry.uses_left,
             task_id: entry.task_id.as_deref().map(str::to_owned),
         };
         self.check_records(false)?;
-        let (minted, entry) =
+        let (minted, mut entry) =
             self.prepare_mint(&verified.token.agent_id, Role::Worker, &options, None)?;
+        entry.not_after = not_after;
         self.revoke(&fingerprint);
         self.insert_record(minted.fingerprint, entry);
         Ok(minted)

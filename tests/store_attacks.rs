@@ -862,3 +862,58 @@ fn remint_keeps_the_lifetime_and_refuses_the_long_dead() {
     assert_eq!(code(store.remint(&again.bearer)), ErrorCode::TokenExpired);
     assert_eq!(state(&store), before);
 }
+
+/// Remint never stretches a Worker-minted token past its minter: a chain of
+/// remints, each within one lifetime, would otherwise outlive the Worker that
+/// minted the token. The cap survives a snapshot round trip.
+#[test]
+fn reminting_a_worker_minted_token_never_outlives_the_minting_worker() {
+    let (mut store, clock) = store();
+    let op = operator(&mut store);
+    store.start_task(&op.bearer, Some("root")).unwrap();
+    let minter = store
+        .dispatch_attempt(
+            &op.bearer,
+            "root",
+            MintOptions {
+                ttl_secs: Some(60),
+                ..MintOptions::default()
+            },
+        )
+        .unwrap();
+    clock.advance(50);
+    let child = store
+        .dispatch_attempt(&minter.bearer, "root", MintOptions::default())
+        .unwrap();
+    assert_eq!(child.token.expire_at, T0 + 60);
+    clock.advance(5);
+    // Reminted before the cap: what is left of the minter's life, no more.
+    let again = store.remint(&child.bearer).unwrap();
+    assert_eq!(again.token.expire_at, T0 + 60);
+    // Past the cap, within one lifetime of the token's own expiry: refused.
+    clock.advance(6);
+    let mut back = restore(
+        &store.snapshot().unwrap(),
+        StoreConfig::default(),
+        &clock,
+    )
+    .unwrap();
+    for store in [&mut store, &mut back] {
+        assert_eq!(
+            code(store.remint(&again.bearer)),
+            ErrorCode::TokenExpired,
+            "a remint past the minting Worker's expiry"
+        );
+        assert_eq!(
+            code(store.verify(&minter.bearer, Verb::FetchPrompt, Some("root"))),
+            ErrorCode::TokenExpired
+        );
+    }
+    // The Operator's own tokens carry no cap.
+    let plain = store
+        .dispatch_attempt(&op.bearer, "root", ttl(10))
+        .unwrap();
+    clock.advance(15);
+    let fresh = store.remint(&plain.bearer).unwrap();
+    assert_eq!(fresh.token.expire_at, T0 + 61 + 15 + 10);
+}
