@@ -227,7 +227,15 @@ impl Op {
         use Field::*;
         match self {
             Self::Record => (
-                &[Tag, Fingerprint, Token, UsesLeft, Revoked, BoundTask, NotAfter],
+                &[
+                    Tag,
+                    Fingerprint,
+                    Token,
+                    UsesLeft,
+                    Revoked,
+                    BoundTask,
+                    NotAfter,
+                ],
                 true,
             ),
             Self::Consume => (&[Tag, Fingerprint, Uses], false),

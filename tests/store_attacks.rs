@@ -892,12 +892,7 @@ fn reminting_a_worker_minted_token_never_outlives_the_minting_worker() {
     assert_eq!(again.token.expire_at, T0 + 60);
     // Past the cap, within one lifetime of the token's own expiry: refused.
     clock.advance(6);
-    let mut back = restore(
-        &store.snapshot().unwrap(),
-        StoreConfig::default(),
-        &clock,
-    )
-    .unwrap();
+    let mut back = restore(&store.snapshot().unwrap(), StoreConfig::default(), &clock).unwrap();
     for store in [&mut store, &mut back] {
         assert_eq!(
             code(store.remint(&again.bearer)),
@@ -910,9 +905,7 @@ fn reminting_a_worker_minted_token_never_outlives_the_minting_worker() {
         );
     }
     // The Operator's own tokens carry no cap.
-    let plain = store
-        .dispatch_attempt(&op.bearer, "root", ttl(10))
-        .unwrap();
+    let plain = store.dispatch_attempt(&op.bearer, "root", ttl(10)).unwrap();
     clock.advance(15);
     let fresh = store.remint(&plain.bearer).unwrap();
     assert_eq!(fresh.token.expire_at, T0 + 61 + 15 + 10);
