@@ -1,8 +1,10 @@
 //! Capability tokens for agent swarms: signed bearer tokens with use budgets,
 //! task binding and a spawn-depth cap, decided synchronously.
 //!
-//! The crate is organised the way a decision flows (see `SPEC.md`):
+//! The crate is organised in layers, each a folder, each using only the ones
+//! below it (docs/protocol.md is the behaviour contract):
 //!
+//! * `model/` — the pure model, no state:
 //! * [`role`] — roles and verbs with their wire names;
 //! * [`gate`] — which role may call which verb;
 //! * [`token`] — the token, its bearer string and its fingerprint;
@@ -30,22 +32,17 @@
 )]
 #![warn(missing_docs)]
 
-pub mod clock;
-pub mod error;
-pub mod gate;
-mod hex;
-pub mod journal;
-pub mod record;
-pub mod role;
-mod seal;
-pub mod signer;
-pub mod snapshot;
-pub mod state;
-pub mod store;
-mod table;
-pub mod task;
-pub mod token;
-pub mod verifier;
+pub mod engine;
+pub mod model;
+pub mod persist;
+
+// Every module at the crate root too: `captoken::store::TokenStore`,
+// `crate::token::CapToken`, as before the layers had folders.
+pub(crate) use engine::{entry, table};
+pub use engine::{state, store, verifier};
+pub use model::{clock, error, fingerprint, gate, record, role, signer, task, token};
+pub(crate) use model::{hex, seal};
+pub use persist::{journal, snapshot};
 
 #[cfg(target_arch = "wasm32")]
 pub mod bindings;

@@ -21,11 +21,12 @@
 //! moved, duplicated or from another chain. Complete lines cut off the end
 //! cannot be told from a crash, and are not refused.
 
+use crate::entry::Entry;
 use crate::error::CapTokenError;
 use crate::seal::{same_tag, Seal, Tag, JOURNAL_LABEL};
 use crate::signer::SigningFormat;
 use crate::snapshot::{check_depth, not_a_snapshot, validate_record, RecordIn, RecordOut, TokenIn};
-use crate::state::{Entry, MemoryState, TaskNode};
+use crate::state::{MemoryState, TaskNode};
 use crate::store::check_task_id;
 use crate::task::TaskInfo;
 use crate::token::{Fingerprint, Text};

@@ -3,10 +3,10 @@
 //! Messages name fingerprints, roles, verbs and task ids, never a nonce or a secret:
 //! the only token-derived text an error can carry is a [`Fingerprint`].
 
-use crate::record::CapTokenConsumeError;
+use crate::fingerprint::Fingerprint;
 use crate::role::{Role, Verb};
-use crate::token::Fingerprint;
 use core::fmt;
+use core::str::FromStr;
 
 /// The fourteen stable error codes of SPEC.md, as strings via [`ErrorCode::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -229,14 +229,6 @@ impl CapTokenError {
         }
     }
 
-    /// The store-level error for a record's refused [`consume`](crate::CapTokenRecord::consume).
-    pub fn from_consume(error: CapTokenConsumeError, fingerprint: Fingerprint) -> Self {
-        match error {
-            CapTokenConsumeError::Revoked => CapTokenError::TokenRevoked { fingerprint },
-            CapTokenConsumeError::Exhausted => CapTokenError::TokenUsesExhausted { fingerprint },
-        }
-    }
-
     // Out of line, as `snapshot`: only ever on a refusal, and reached from
     // many places that would each get a copy.
     #[inline(never)]
@@ -251,5 +243,40 @@ impl CapTokenError {
         CapTokenError::SnapshotInvalid {
             reason: reason.into(),
         }
+    }
+}
+
+// Parsing wire names and hex: the one place these types meet the error type,
+// so that `role` and `fingerprint` stay below `error`.
+
+impl FromStr for Role {
+    type Err = CapTokenError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| CapTokenError::invalid("unknown role"))
+    }
+}
+
+impl FromStr for Verb {
+    type Err = CapTokenError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Verb::ALL
+            .into_iter()
+            .find(|verb| verb.as_str() == s)
+            .ok_or_else(|| CapTokenError::invalid("unknown verb"))
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = CapTokenError;
+
+    /// Parse 64 lowercase hex characters.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Fingerprint::from_hex(s)
+            .ok_or_else(|| CapTokenError::invalid("fingerprint is not 64 lowercase hex characters"))
     }
 }

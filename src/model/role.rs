@@ -1,8 +1,6 @@
 //! Roles and verbs, with their snake_case wire names.
 
-use crate::error::CapTokenError;
 use core::fmt;
-use core::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Who holds a token.
@@ -66,17 +64,6 @@ impl Role {
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = CapTokenError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|role| role.as_str() == s)
-            .ok_or_else(|| CapTokenError::invalid("unknown role"))
     }
 }
 
@@ -169,17 +156,6 @@ impl Verb {
 impl fmt::Display for Verb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Verb {
-    type Err = CapTokenError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Verb::ALL
-            .into_iter()
-            .find(|verb| verb.as_str() == s)
-            .ok_or_else(|| CapTokenError::invalid("unknown verb"))
     }
 }
 

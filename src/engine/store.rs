@@ -6,13 +6,14 @@
 //! every check runs before the first write.
 
 use crate::clock::Clock;
+use crate::entry::{Entry, Scopes};
 use crate::error::CapTokenError;
 use crate::gate::Gate;
 use crate::journal::{Event, Journal};
 use crate::record::CapTokenRecord;
 use crate::role::{Role, Verb};
 use crate::signer::{Signer, SigningFormat};
-use crate::state::{Entry, MemoryState, Scopes, TaskNode};
+use crate::state::{MemoryState, TaskNode};
 use crate::task::{TaskId, TaskInfo, MAX_TASK_ID_LEN};
 use crate::token::{CapToken, Fingerprint, TokenFields, MAX_BEARER_LEN, MAX_SAFE_INTEGER};
 use crate::verifier::Verifier;
@@ -203,7 +204,7 @@ impl<'a> GrantRef<'a> {
     }
     /// Whether the scopes are exactly `["*"]`.
     pub fn is_unscoped(&self) -> bool {
-        matches!(self.entry.scopes, crate::state::Scopes::All)
+        matches!(self.entry.scopes, crate::entry::Scopes::All)
     }
     /// The task the token is bound to.
     pub fn task_id(&self) -> Option<&'a str> {

@@ -1,13 +1,12 @@
 //! [`CapToken`]: the signed token, its bearer string and its [`Fingerprint`].
 
 use crate::error::CapTokenError;
+pub use crate::fingerprint::Fingerprint;
 use crate::role::Role;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use core::fmt;
-use core::str::FromStr;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest, Sha256};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::borrow::Cow;
 
 /// The longest bearer string [`CapToken::from_bearer`] will look at.
@@ -466,67 +465,6 @@ fn malformed(reason: &'static str) -> CapTokenError {
 
 pub(crate) fn is_lower_hex(text: &str, len: usize) -> bool {
     text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// A token's public identity: SHA-256 of its nonce. Stores are keyed by it, and
-/// every error, log line and snapshot names it instead of the nonce.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Fingerprint([u8; 32]);
-
-impl Fingerprint {
-    /// The fingerprint of a nonce given as its text.
-    pub fn of_nonce(nonce: &str) -> Self {
-        Fingerprint(Sha256::digest(nonce.as_bytes()).into())
-    }
-
-    /// The 32 raw bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Build from 32 raw bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Fingerprint(bytes)
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 64];
-        let hex = base16ct::lower::encode_str(&self.0, &mut buf).map_err(|_| fmt::Error)?;
-        f.write_str(hex)
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Fingerprint({self})")
-    }
-}
-
-impl FromStr for Fingerprint {
-    type Err = CapTokenError;
-
-    /// Parse 64 lowercase hex characters.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        crate::hex::decode_lower(s)
-            .map(Fingerprint)
-            .ok_or_else(|| CapTokenError::invalid("fingerprint is not 64 lowercase hex characters"))
-    }
-}
-
-impl Serialize for Fingerprint {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Fingerprint {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse()
-            .map_err(|_| serde::de::Error::custom("fingerprint is not 64 lowercase hex characters"))
-    }
 }
 
 #[cfg(test)]

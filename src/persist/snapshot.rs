@@ -20,12 +20,13 @@
 //! text, so a changed `uses_left`, `revoked` or `task_id` is refused.
 
 use crate::clock::Clock;
+use crate::entry::{Entry, Scopes, NO_CAP};
 use crate::error::CapTokenError;
 use crate::record::uses_fit;
 use crate::role::Role;
 use crate::seal::{same_tag, Seal, Tag, KEY_ID_HEX_LEN, SNAPSHOT_LABEL};
 use crate::signer::SigningFormat;
-use crate::state::{Entry, MemoryState, Scopes, TaskNode, NO_CAP};
+use crate::state::{MemoryState, TaskNode};
 use crate::store::{check_task_id, StoreConfig, TokenStore};
 use crate::task::TaskInfo;
 use crate::token::{Fingerprint, Text, MAX_SAFE_INTEGER};

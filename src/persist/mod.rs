@@ -1,0 +1,5 @@
+//! Persistence above the engine: the store's state as sealed snapshot text,
+//! and its changes as chained, sealed journal lines.
+
+pub mod journal;
+pub mod snapshot;
