@@ -25,7 +25,7 @@ use crate::entry::Entry;
 use crate::error::CapTokenError;
 use crate::seal::{same_tag, Seal, Tag, JOURNAL_LABEL};
 use crate::signer::SigningFormat;
-use crate::snapshot::{check_depth, not_a_snapshot, validate_record, RecordIn, RecordOut, TokenIn};
+use crate::persist::records::{check_depth, not_a_snapshot, validate_record, RecordIn, RecordOut, TokenIn};
 use crate::state::{MemoryState, TaskNode};
 use crate::store::check_task_id;
 use crate::task::TaskInfo;

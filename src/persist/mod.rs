@@ -2,4 +2,5 @@
 //! and its changes as chained, sealed journal lines.
 
 pub mod journal;
+pub(crate) mod records;
 pub mod snapshot;
