@@ -38,7 +38,7 @@ pub mod persist;
 
 // Every module at the crate root too: `captoken::store::TokenStore`,
 // `crate::token::CapToken`, as before the layers had folders.
-pub(crate) use engine::{entry, table};
+pub(crate) use engine::{changes, entry, table};
 pub use engine::{state, store, verifier};
 pub use model::{clock, error, fingerprint, gate, record, role, signer, task, token};
 pub(crate) use model::{hex, seal};

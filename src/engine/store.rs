@@ -5,13 +5,14 @@
 //! including a later step of a compound call, spends and changes nothing:
 //! every check runs before the first write.
 
+use crate::changes::{Change, Changes};
 use crate::clock::Clock;
 use crate::entry::{Entry, Scopes};
 use crate::error::CapTokenError;
 use crate::gate::Gate;
-use crate::journal::{Event, Journal};
 use crate::record::CapTokenRecord;
 use crate::role::{Role, Verb};
+use crate::seal::Seal;
 use crate::signer::{Signer, SigningFormat};
 use crate::state::{MemoryState, TaskNode};
 use crate::task::{TaskId, TaskInfo, MAX_TASK_ID_LEN};
@@ -157,7 +158,9 @@ pub struct TokenStore {
     clock: Box<dyn Clock>,
     /// Reused buffer for decoding bearers, so a decision allocates nothing.
     scratch: Cell<Vec<u8>>,
-    journal: Journal,
+    /// Derived from the secret once: seals snapshots and journal lines.
+    seal: Seal,
+    changes: Changes,
 }
 
 impl core::fmt::Debug for TokenStore {
@@ -266,6 +269,25 @@ impl TokenStore {
         {
             return Err(CapTokenError::invalid("every limit must be at least 1"));
         }
+        let signer = Signer::new(secret, config.format)?;
+        let mut store = TokenStore {
+            verifier: Verifier::new(signer, config.gate),
+            state: MemoryState::default(),
+            config,
+            clock,
+            scratch: Cell::new(Vec::new()),
+            seal: Seal::new(secret),
+            changes: Changes::default(),
+        };
+        store.replace_state(state)?;
+        Ok(store)
+    }
+
+    /// Hold `state` (read back by a restore) instead of the current one,
+    /// after checking it fits the store's limits and depth cap; its counts
+    /// are made anew. On a fault nothing changes.
+    pub(crate) fn replace_state(&mut self, state: MemoryState) -> Result<(), CapTokenError> {
+        let (limits, max_spawn_depth) = (self.config.limits, self.config.max_spawn_depth);
         let mut state = state;
         if state.len() > limits.max_records as usize {
             return Err(CapTokenError::snapshot("more records than maxRecords"));
@@ -275,22 +297,15 @@ impl TokenStore {
         }
         if let Some((task_id, _)) = state
             .tasks()
-            .find(|(_, node)| node.spawn_depth >= config.max_spawn_depth)
+            .find(|(_, node)| node.spawn_depth >= max_spawn_depth)
         {
             return Err(CapTokenError::snapshot(format!(
                 "task {task_id:?} sits at or past maxSpawnDepth"
             )));
         }
         state.recount();
-        let signer = Signer::new(secret, config.format)?;
-        Ok(TokenStore {
-            verifier: Verifier::new(signer, config.gate),
-            state,
-            config,
-            clock,
-            scratch: Cell::new(Vec::new()),
-            journal: Journal::new(secret),
-        })
+        self.state = state;
+        Ok(())
     }
 
     /// The configuration the store was built with.
@@ -307,16 +322,20 @@ impl TokenStore {
         &self.state
     }
 
-    pub(crate) fn state_mut(&mut self) -> &mut MemoryState {
-        &mut self.state
+    /// The seal key, for the snapshot and the journal.
+    pub(crate) fn seal(&self) -> &Seal {
+        &self.seal
     }
 
-    pub(crate) fn journal(&self) -> &Journal {
-        &self.journal
+    /// The changes not yet journaled, for the snapshot and the journal.
+    pub(crate) fn changes_mut(&mut self) -> &mut Changes {
+        &mut self.changes
     }
 
-    pub(crate) fn journal_mut(&mut self) -> &mut Journal {
-        &mut self.journal
+    /// The seal key and the changes at once (the journal reads one while
+    /// it drains the other).
+    pub(crate) fn seal_and_changes(&mut self) -> (&Seal, &mut Changes) {
+        (&self.seal, &mut self.changes)
     }
 
     /// The store's clock, in unix seconds.
@@ -559,10 +578,7 @@ impl TokenStore {
             Some(Ok(left)) => {
                 // An unlimited token's use changes no state: nothing to journal.
                 if left.is_some() {
-                    self.journal.push(&Event::Consume {
-                        fingerprint: &fingerprint,
-                        uses,
-                    });
+                    self.changes.push(Change::Consume { fingerprint, uses });
                 }
                 Ok(())
             }
@@ -719,11 +735,9 @@ impl TokenStore {
         let node = TaskNode::new(parent_id.as_deref(), spawn_depth);
         let info = node.info(&task_id);
         self.state.insert_task(&task_id, node);
-        self.journal.push(&Event::Task {
-            task_id: &info.task_id,
-            parent_id: info.parent_id.as_deref(),
-            spawn_depth: info.spawn_depth,
-        });
+        if self.changes.is_on() {
+            self.changes.push(Change::Task(info.clone()));
+        }
         Ok(info)
     }
 
@@ -866,7 +880,9 @@ impl TokenStore {
     pub fn revoke(&mut self, fingerprint: &Fingerprint) -> bool {
         let revoked = self.state.revoke(fingerprint);
         if revoked {
-            self.journal.push(&Event::Revoke { fingerprint });
+            self.changes.push(Change::Revoke {
+                fingerprint: *fingerprint,
+            });
         }
         revoked
     }
@@ -876,7 +892,9 @@ impl TokenStore {
     pub fn revoke_task(&mut self, task_id: &str) -> usize {
         let revoked = self.state.revoke_task_tree(task_id);
         for fingerprint in &revoked {
-            self.journal.push(&Event::Revoke { fingerprint });
+            self.changes.push(Change::Revoke {
+                fingerprint: *fingerprint,
+            });
         }
         revoked.len()
     }
@@ -939,33 +957,27 @@ impl TokenStore {
         let now = self.now();
         let purged = self.state.purge_expired(now);
         if purged > 0 {
-            self.journal.push(&Event::Purge { now });
+            self.changes.push(Change::Purge { now });
         }
         purged
     }
 
     fn insert_record(&mut self, fingerprint: Fingerprint, entry: Entry) {
-        if self.state.insert(fingerprint, entry) && self.journal.is_on() {
+        if self.state.insert(fingerprint, entry) && self.changes.is_on() {
             if let Some(entry) = self.state.entry(&fingerprint) {
-                self.journal.record(&fingerprint, entry);
+                let entry = entry.clone();
+                self.changes.push(Change::Record { fingerprint, entry });
             }
         }
     }
 
     // ---- journal -------------------------------------------------------
 
-    /// Start or stop journaling. While on, every state change is kept as a
-    /// line of JSON until [`take_journal`](Self::take_journal); stopping drops
-    /// lines not yet taken.
+    /// Start or stop journaling. While on, every state change is kept until
+    /// `take_journal` (in [`crate::journal`]) writes it out; stopping drops
+    /// the changes not yet taken.
     pub fn set_journaling(&mut self, on: bool) {
-        self.journal.set_on(on);
-    }
-
-    /// The journal lines (NDJSON, each ending in a newline) written since the
-    /// last call. Holds no nonce and no secret. Replay them with
-    /// [`restore_with_journal`](Self::restore_with_journal).
-    pub fn take_journal(&mut self) -> String {
-        self.journal.take()
+        self.changes.set_on(on);
     }
 
     // ---- reading -------------------------------------------------------

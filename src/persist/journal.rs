@@ -21,13 +21,15 @@
 //! moved, duplicated or from another chain. Complete lines cut off the end
 //! cannot be told from a crash, and are not refused.
 
-use crate::entry::Entry;
+use crate::changes::Change;
 use crate::error::CapTokenError;
+use crate::persist::records::{
+    check_depth, not_a_snapshot, validate_record, RecordIn, RecordOut, TokenIn,
+};
 use crate::seal::{same_tag, Seal, Tag, JOURNAL_LABEL};
 use crate::signer::SigningFormat;
-use crate::persist::records::{check_depth, not_a_snapshot, validate_record, RecordIn, RecordOut, TokenIn};
 use crate::state::{MemoryState, TaskNode};
-use crate::store::check_task_id;
+use crate::store::{check_task_id, TokenStore};
 use crate::task::TaskInfo;
 use crate::token::{Fingerprint, Text};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -392,93 +394,61 @@ const LINE_MAC_HEX_LEN: usize = 64;
 const LINE_HEAD_END: &[u8] = b"\",";
 const LINE_FIELDS_AT: usize = LINE_HEAD.len() + LINE_MAC_HEX_LEN + LINE_HEAD_END.len();
 
-/// Pending journal lines, written only while journaling is on, and the
-/// chain they continue.
-#[derive(Debug)]
-pub(crate) struct Journal {
-    on: bool,
-    lines: Vec<u8>,
-    /// The store's seal key (derived once, when the store is made).
-    seal: Seal,
-    /// The MAC the next line chains to: the last line's, or the last
-    /// snapshot's (or restored snapshot's) seal.
-    head: Tag,
-    /// One event's JSON, reused from line to line.
-    scratch: Vec<u8>,
-}
-
-impl Journal {
-    /// A journal for a store with this secret. Its chain head is set by the
-    /// store (a fresh store chains to the seal of its empty snapshot).
-    pub(crate) fn new(secret: &[u8]) -> Self {
-        Journal {
-            on: false,
-            lines: Vec::new(),
-            seal: Seal::new(secret),
-            head: [0; 32],
-            scratch: Vec::new(),
+impl TokenStore {
+    /// The journal lines (NDJSON, each ending in a newline) for the changes
+    /// made since the last call, each sealed and chained to the line before
+    /// it (docs/snapshot-and-journal.md). Holds no nonce and no secret.
+    /// Replay them with [`TokenStore::restore_with_journal`]. Empty unless
+    /// journaling is on ([`TokenStore::set_journaling`]).
+    pub fn take_journal(&mut self) -> String {
+        let (seal, changes) = self.seal_and_changes();
+        let mut lines: Vec<u8> = Vec::new();
+        let mut event = Vec::new();
+        for change in changes.take() {
+            event.clear();
+            // Only strings and integers: writing into a Vec cannot fail. (A
+            // failed allocation of these few hundred bytes aborts the module,
+            // which the package then reports as unavailable: a change is
+            // never left unjournaled.)
+            if serde_json::to_writer(&mut event, &Event::of(&change)).is_err() {
+                continue;
+            }
+            // The event is `{"op":…}`: its fields are everything after the brace.
+            let fields = event.get(1..).unwrap_or_default();
+            let mac = seal.mac(&[JOURNAL_LABEL, &changes.chain_head, fields]);
+            let mut hex = [0u8; LINE_MAC_HEX_LEN];
+            let hex = base16ct::lower::encode(&mac, &mut hex).unwrap_or_default();
+            lines.extend_from_slice(LINE_HEAD);
+            lines.extend_from_slice(hex);
+            lines.extend_from_slice(LINE_HEAD_END);
+            lines.extend_from_slice(fields);
+            lines.push(b'\n');
+            changes.chain_head = mac;
         }
-    }
-
-    pub(crate) fn seal(&self) -> &Seal {
-        &self.seal
-    }
-
-    /// Start a new chain at `head` (a snapshot was taken or restored). Lines
-    /// not yet taken belong to the old chain and are dropped: the snapshot
-    /// holds their changes.
-    pub(crate) fn restart(&mut self, head: Tag) {
-        self.head = head;
-        self.lines.clear();
-    }
-
-    pub(crate) fn set_on(&mut self, on: bool) {
-        self.on = on;
-        if !on {
-            self.lines.clear();
-        }
-    }
-
-    pub(crate) fn is_on(&self) -> bool {
-        self.on
-    }
-
-    pub(crate) fn push(&mut self, event: &Event<'_>) {
-        if !self.on {
-            return;
-        }
-        self.scratch.clear();
-        // Only strings and integers: writing into a Vec cannot fail. (A failed
-        // allocation of these few hundred bytes aborts the module, which the
-        // package then reports as unavailable: a change is never left
-        // unjournaled.)
-        if serde_json::to_writer(&mut self.scratch, event).is_err() {
-            return;
-        }
-        // The event is `{"op":…}`: its fields are everything after the brace.
-        let fields = self.scratch.get(1..).unwrap_or_default();
-        let mac = self.seal.mac(&[JOURNAL_LABEL, &self.head, fields]);
-        let mut hex = [0u8; LINE_MAC_HEX_LEN];
-        let hex = base16ct::lower::encode(&mac, &mut hex).unwrap_or_default();
-        self.lines.extend_from_slice(LINE_HEAD);
-        self.lines.extend_from_slice(hex);
-        self.lines.extend_from_slice(LINE_HEAD_END);
-        self.lines.extend_from_slice(fields);
-        self.lines.push(b'\n');
-        self.head = mac;
-    }
-
-    pub(crate) fn record(&mut self, fingerprint: &Fingerprint, entry: &Entry) {
-        if self.on {
-            self.push(&Event::Record(RecordOut { fingerprint, entry }));
-        }
-    }
-
-    /// The lines written since the last call, and forget them.
-    pub(crate) fn take(&mut self) -> String {
-        let lines = core::mem::take(&mut self.lines);
         // Built from serde_json output, hex and newlines only.
         String::from_utf8(lines).unwrap_or_default()
+    }
+}
+
+impl<'a> Event<'a> {
+    /// The line an engine change is written as.
+    fn of(change: &'a Change) -> Self {
+        match change {
+            Change::Record { fingerprint, entry } => {
+                Event::Record(RecordOut { fingerprint, entry })
+            }
+            Change::Consume { fingerprint, uses } => Event::Consume {
+                fingerprint,
+                uses: *uses,
+            },
+            Change::Revoke { fingerprint } => Event::Revoke { fingerprint },
+            Change::Task(task) => Event::Task {
+                task_id: &task.task_id,
+                parent_id: task.parent_id.as_deref(),
+                spawn_depth: task.spawn_depth,
+            },
+            Change::Purge { now } => Event::Purge { now: *now },
+        }
     }
 }
 

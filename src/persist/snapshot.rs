@@ -260,7 +260,7 @@ impl TokenStore {
     /// [`CapTokenError::LimitExceeded`] (limit `memory`) when the text does
     /// not fit in memory; the store is unchanged then.
     pub fn snapshot(&mut self) -> Result<String, CapTokenError> {
-        let seal = self.journal().seal();
+        let seal = self.seal();
         let key_id = seal.key_id_hex();
         let key_id = core::str::from_utf8(&key_id).unwrap_or_default();
         let placeholder = "0".repeat(MAC_HEX_LEN);
@@ -294,7 +294,7 @@ impl TokenStore {
         }
         let text = String::from_utf8(text)
             .map_err(|_| CapTokenError::snapshot("the snapshot is not UTF-8 text"))?;
-        self.journal_mut().restart(mac);
+        self.changes_mut().restart(mac);
         Ok(text)
     }
 
@@ -353,16 +353,16 @@ impl TokenStore {
         // and the seal key comes from it.
         let mut store = TokenStore::with_state(secret, config, clock, MemoryState::default())?;
         reserve_headroom(snapshot.len().saturating_add(journal.len()))?;
-        let seal = store.journal().seal().clone();
+        let seal = store.seal().clone();
         let sealed = check_seal(snapshot.as_bytes(), &seal, options)?;
         let max_depth = store.config().max_spawn_depth;
         let mut state = parse(snapshot, store.config().format, max_depth, sealed.is_some())?;
         let start = sealed.map(|mac| (&seal, mac));
         let head =
             crate::journal::replay(&mut state, journal, store.config().format, max_depth, start)?;
-        *store.state_mut() = state;
+        store.replace_state(state)?;
         store
-            .journal_mut()
+            .changes_mut()
             .restart(head.unwrap_or_else(|| seal.unsealed_head()));
         Ok(store)
     }
