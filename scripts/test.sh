@@ -14,6 +14,9 @@ bash scripts/setup.sh --browser --fuzz
 step "rustfmt"
 cargo fmt --all -- --check
 
+step "layers (src/: model < engine < persist < bindings, no import cycle)"
+python3 scripts/check-layers.py
+
 step "cargo test (native core)"
 cargo test --quiet
 

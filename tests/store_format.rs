@@ -102,7 +102,7 @@ fn spec_secret() -> Vec<u8> {
     (1..=32).collect()
 }
 
-/// The SPEC's first test vector, as the reference engine would send it (its
+/// The protocol's first test vector, as the reference engine would send it (its
 /// `Role` serialises snake_case: mlua-swarm 0.32.1, src/types.rs; only its
 /// signing text capitalises the role).
 fn reference_worker_bearer() -> String {

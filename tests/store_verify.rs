@@ -1,4 +1,4 @@
-//! "Verifying a call": every step of SPEC.md in order, check() versus verify(),
+//! "Deciding a call": every step of docs/protocol.md in order, check() versus verify(),
 //! and what a Grant carries.
 #![allow(
     clippy::unwrap_used,

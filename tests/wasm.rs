@@ -28,7 +28,7 @@ use wasm_bindgen_test::*;
 
 // ---- helpers -------------------------------------------------------------
 
-/// The SPEC's example time.
+/// The protocol's example time.
 const T0: u64 = 1_764_150_000;
 /// The default token lifetime.
 const TTL: u64 = 1800;

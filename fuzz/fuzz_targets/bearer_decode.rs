@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// The secret the seed corpus bearers are signed with (see fuzz/README.md).
 const SECRET: [u8; 32] = [7u8; 32];
-/// The seed corpus' clock: the SPEC's example time.
+/// The seed corpus' clock: the protocol's example time.
 const T0: u64 = 1_764_150_000;
 
 fn store(format: SigningFormat) -> TokenStore {

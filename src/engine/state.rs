@@ -1,5 +1,5 @@
 //! The stateful half of a decision: token records keyed by fingerprint, and
-//! the task table (steps 5 to 7 of SPEC.md read and change this).
+//! the task table (steps 5 to 7 of docs/protocol.md read and change this).
 //!
 //! [`MemoryState`] holds it in process, compactly: the nonce is never kept,
 //! the common `["*"]` scope list costs nothing, and the signature is raw bytes.

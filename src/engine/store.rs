@@ -27,7 +27,7 @@ pub const MAX_SCOPES: usize = 32;
 /// The longest scope accepted at minting, in bytes.
 pub const MAX_SCOPE_LEN: usize = 128;
 
-/// How a store is set up. `Default` gives SPEC.md's defaults.
+/// How a store is set up. `Default` gives docs/protocol.md's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     /// The signing format minted and accepted (default `v2`).
@@ -36,7 +36,7 @@ pub struct StoreConfig {
     pub max_spawn_depth: u32,
     /// Lifetime of minted tokens unless told otherwise (default 1800 s).
     pub worker_token_ttl_secs: u64,
-    /// Which role may call which verb (default: the table of SPEC.md).
+    /// Which role may call which verb (default: the table of docs/protocol.md).
     pub gate: Gate,
     /// How much the store holds at most (default: [`Limits::default`]).
     pub limits: Limits,
@@ -54,7 +54,7 @@ impl Default for StoreConfig {
     }
 }
 
-/// What one token holder can make a store hold (SPEC.md, "Limits"). Past a
+/// What one token holder can make a store hold (docs/protocol.md, "Limits"). Past a
 /// limit the call is [`CapTokenError::LimitExceeded`] and nothing changes.
 ///
 /// Workers may fill the store-wide limits only up to nine tenths: the last

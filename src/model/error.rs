@@ -8,7 +8,7 @@ use crate::role::{Role, Verb};
 use core::fmt;
 use core::str::FromStr;
 
-/// The fourteen stable error codes of SPEC.md, as strings via [`ErrorCode::as_str`].
+/// The fourteen stable error codes of docs/protocol.md, as strings via [`ErrorCode::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// `ERR_MALFORMED_TOKEN`
@@ -42,7 +42,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code, in SPEC order.
+    /// Every code, in the order of docs/protocol.md.
     pub const ALL: [ErrorCode; 14] = [
         ErrorCode::MalformedToken,
         ErrorCode::BadSignature,

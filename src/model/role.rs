@@ -128,7 +128,7 @@ impl Verb {
     }
 
     /// Verbs that touch one task's state: a Worker must name its own bound
-    /// task (SPEC.md step 6; the reference engine gates the same six, its
+    /// task (docs/protocol.md step 6; the reference engine gates the same six, its
     /// output submission checking `emit_output`).
     pub const fn is_ownership_gated(self) -> bool {
         matches!(

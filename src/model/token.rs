@@ -19,7 +19,7 @@ pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 /// The `v` value carried by tokens of the `v2` signing format.
 pub const V2: u8 = 2;
 
-/// A capability token, in the JSON shape of SPEC.md.
+/// A capability token, in the JSON shape of docs/protocol.md.
 ///
 /// `Debug` redacts the nonce: it is secret material.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,9 +4,9 @@
 // wider or unlimited tokens, fill the store without bound, and re-spell its
 // bearer), and every one is refused now, spending and changing nothing.
 //
-// SPEC.md: "Signing formats" (the separator rule), "Verifying a call" (step 6),
+// docs/protocol.md: "Signing" (the separator rule), "Deciding a call" (step 6),
 // "Tasks and spawn depth" (a minted token is never wider than its minter;
-// budgets are transferred), "Lifecycle" (remint, limits), "The token"
+// budgets are transferred), "Lifecycle" (remint), "Limits", "Token"
 // (one canonical bearer).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';

@@ -5,7 +5,7 @@ import { TokenStore, CapTokenRecord, CapTokenError } from 'captoken';
 
 export { TokenStore, CapTokenRecord, CapTokenError };
 
-/** The SPEC's test-vector secret: the 32 bytes 0x01..0x20. */
+/** The protocol's test-vector secret: the 32 bytes 0x01..0x20. */
 export const SECRET = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
 /** Another secret, for "signed elsewhere" cases. */
 export const OTHER_SECRET = Uint8Array.from({ length: 32 }, (_, i) => 0xa0 + i);
@@ -20,7 +20,7 @@ export const VERBS = [
   'post_result', 'verify_token', 'emit_output', 'subscribe_events', 'read_trace',
   'answer_query', 'override_verdict', 'pause_loop', 'resume_loop', 'inject_directive',
 ];
-/** SPEC.md's default gate table. */
+/** docs/protocol.md's default gate table. */
 export const DEFAULT_GATE = {
   operator: ['start_task', 'dispatch_attempt', 'mint_worker_token', 'read_task_state',
     'cancel_task', 'query_senior', 'mark_pass', 'mark_blocked', 'attach_session',
@@ -101,7 +101,7 @@ export function mluaSigningText(t) {
   return `${t.agent_id}|${ROLE_CAPS[t.role]}|${t.scopes.join(',')}|${t.issued_at}|${t.expire_at}|${maxUses}|${t.nonce}`;
 }
 
-/** The v2 signing bytes of a token, built from SPEC.md independently of the module. */
+/** The v2 signing bytes of a token, built from docs/protocol.md independently of the module. */
 export function v2SigningBytes(t) {
   const parts = [Buffer.from('captoken-v2', 'ascii')];
   const u32 = (n) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; };
@@ -122,7 +122,7 @@ export function hmacHex(secret, data) {
   return createHmac('sha256', Buffer.from(secret)).update(data).digest('hex');
 }
 
-/** A token's fields in their canonical order (SPEC.md "The token"). */
+/** A token's fields in their canonical order (docs/protocol.md "Token"). */
 export const TOKEN_FIELDS = ['v', 'agent_id', 'role', 'scopes', 'issued_at', 'expire_at', 'max_uses', 'nonce', 'sig_hex'];
 
 /**

@@ -1,4 +1,4 @@
-// SPEC.md "Snapshot / restore": the shape, no nonce and no secret, the round
+// docs/protocol.md "Snapshots and journals": the shape, no nonce and no secret, the round
 // trip keeping every decision, and corrupted snapshots refused with
 // ERR_SNAPSHOT_INVALID.
 import { describe, it } from 'node:test';

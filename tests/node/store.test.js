@@ -1,5 +1,5 @@
 // TokenStore: every method and getter of js/types.d.cts with good input,
-// and the lifecycle of SPEC.md (adopt, revoke, revokeTask, remint, purge),
+// and the lifecycle of docs/protocol.md (adopt, revoke, revokeTask, remint, purge),
 // on an injected clock.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +9,7 @@ import {
 } from './helpers.js';
 
 describe('constructor', () => {
-  it('builds an empty store with SPEC defaults', () => {
+  it('builds an empty store with the documented defaults', () => {
     const store = new TokenStore({ secret: SECRET });
     assert.ok(store instanceof TokenStore);
     assert.equal(store.size, 0);

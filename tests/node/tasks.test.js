@@ -1,4 +1,4 @@
-// SPEC.md "Tasks and spawn depth": root tasks, child tasks, maxSpawnDepth,
+// docs/protocol.md "Tasks and spawn depth": root tasks, child tasks, maxSpawnDepth,
 // dispatch_attempt, and Workers bound to tasks the store does not track.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -122,7 +122,7 @@ describe('spawn depth', () => {
 });
 
 describe('dispatch_attempt', () => {
-  it('mints a Worker bound to the task with SPEC defaults', () => {
+  it('mints a Worker bound to the task with the documented defaults', () => {
     const { store } = makeStore();
     const op = store.attachOperator('op');
     store.startTask(op.bearer, { taskId: 'job-1' });

@@ -1,4 +1,4 @@
-// SPEC.md "Verifying a call": the seven steps, their order, the error codes
+// docs/protocol.md "Deciding a call": the seven steps, their order, the error codes
 // with their details, the ownership gate, the default and custom gate, and
 // check() deciding the same way while spending nothing.
 import { describe, it } from 'node:test';
@@ -264,7 +264,7 @@ describe('every error code, with its details', () => {
 });
 
 describe('the gate', () => {
-  it('the default table decides every role x verb exactly as SPEC.md says', () => {
+  it('the default table decides every role x verb exactly as docs/protocol.md says', () => {
     const { store, op } = makeWorld();
     store.startTask(op.bearer, { taskId: 'bound' });
     for (const role of ROLES) {
