@@ -38,14 +38,15 @@ function object(value, name, keys, copy, maxKeys) {
   if (value === undefined || value === null) return value;
   return reading(name, () => {
     if (typeof value !== 'object' || Array.isArray(value)) throw invalid(`${name} must be an object`);
-    if (keys === undefined) {
+    const ownKeys = keys === undefined;
+    if (ownKeys) {
       keys = Object.keys(value);
       if (keys.length > maxKeys) throw invalid(`${name} has too many keys`);
     }
     const out = {};
     for (const key of keys) {
       const field = value[key];
-      if (field !== undefined) out[key] = copy(key, field, `${name}.${key}`);
+      if (field !== undefined || ownKeys) out[key] = copy(key, field, `${name}.${key}`);
     }
     return out;
   });
@@ -83,7 +84,11 @@ export function argCopiers(limits) {
     });
   }
 
-  const gateRow = (key, value, name) => list(value, name);
+  // Every key of a gate is a row: one left undefined is refused, not skipped.
+  const gateRow = (key, value, name) => {
+    if (!reading(name, () => Array.isArray(value))) throw invalid(`${name} must be an array of verb names`);
+    return list(value, name);
+  };
 
   const mintField = (key, value, name) => (key === 'scopes' ? list(value, name) : primitive(value, name));
   const storeField = (key, value, name) => {

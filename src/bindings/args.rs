@@ -185,9 +185,13 @@ fn options<T: DeserializeOwned>(value: &JsValue, name: &str) -> JsResult<Option<
     }
     serde_wasm_bindgen::from_value(value.clone())
         .map(Some)
+        // serde's message may quote the value: name the field at most.
         .map_err(|e| {
             let e = e.to_string();
-            invalid(format!("{name}: {}", e.trim_start_matches("Error: ")))
+            match e.split('`').nth(1).filter(|_| e.contains("missing field")) {
+                Some(field) => invalid(format!("{name}.{field} is required")),
+                None => invalid(format!("{name} has a field of the wrong type or out of range")),
+            }
         })
 }
 
