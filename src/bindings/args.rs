@@ -190,7 +190,9 @@ fn options<T: DeserializeOwned>(value: &JsValue, name: &str) -> JsResult<Option<
             let e = e.to_string();
             match e.split('`').nth(1).filter(|_| e.contains("missing field")) {
                 Some(field) => invalid(format!("{name}.{field} is required")),
-                None => invalid(format!("{name} has a field of the wrong type or out of range")),
+                None => invalid(format!(
+                    "{name} has a field of the wrong type or out of range"
+                )),
             }
         })
 }
@@ -348,7 +350,10 @@ pub(super) fn store_options_arg(value: &JsValue) -> JsResult<StoreOptions> {
         (options.max_records, &mut limits.max_records),
         (options.max_tasks, &mut limits.max_tasks),
         (options.max_tasks_per_tree, &mut limits.max_tasks_per_tree),
-        (options.max_children_per_task, &mut limits.max_children_per_task),
+        (
+            options.max_children_per_task,
+            &mut limits.max_children_per_task,
+        ),
         (
             options.max_made_per_worker_token,
             &mut limits.max_made_per_worker_token,

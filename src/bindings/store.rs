@@ -21,7 +21,6 @@ pub struct JsTokenStore {
     store: TokenStore,
 }
 
-
 #[wasm_bindgen(js_class = TokenStore)]
 impl JsTokenStore {
     /// An empty store.
