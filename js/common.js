@@ -131,7 +131,8 @@ function guardClass(cls, health, { methods = {}, statics = {}, copiers = {} } = 
  */
 export function guardClasses(glue) {
   const layout = layoutOf(glue);
-  // Captured before the guard removes the generated `__` ways in.
+  // The fast path's versions of verify, check and restore, which call the
+  // generated ones (captured here) or the generated `__` ways in.
   const methods = { verify: inboxMethod(glue, layout, 'verify'), check: inboxMethod(glue, layout, 'check') };
   const statics = { restore: stagedRestore(glue, layout) };
   // The fast path's generated ways in are reachable only through the
