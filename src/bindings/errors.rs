@@ -39,11 +39,11 @@ struct Details<'a> {
     arg: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     current: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<&'a str>,
     // Limits are far below 2^53: exact as a JavaScript number.
     #[serde(skip_serializing_if = "Option::is_none")]
     max: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    limit: Option<&'a str>,
 }
 
 fn details(error: &CapTokenError) -> Details<'_> {
