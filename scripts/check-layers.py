@@ -12,13 +12,19 @@ LAYER = {"model": 0, "engine": 1, "persist": 2, "bindings": 3}
 
 
 def modules():
+    """Every module file: the core's by their name (each is re-exported at
+    the crate root, `crate::<name>`), the binding's as `bindings::<name>`
+    (nothing below may name them)."""
     found = {}
     for path in SRC.rglob("*.rs"):
         rel = path.relative_to(SRC)
         if rel.name in ("lib.rs", "mod.rs"):
             continue
         layer = rel.parts[0] if len(rel.parts) > 1 else rel.stem
-        found[rel.stem] = (path, LAYER.get(layer, LAYER["bindings"]))
+        name = f"bindings::{rel.stem}" if layer == "bindings" else rel.stem
+        if name in found:
+            raise SystemExit(f"two modules named {name}")
+        found[name] = (path, LAYER.get(layer, LAYER["bindings"]))
     return found
 
 
