@@ -3,7 +3,7 @@
 // performs k operations. Builders check every path once before it is timed
 // (a benchmark of a denial would be meaningless).
 
-/** The SPEC's test-vector secret: the 32 bytes 0x01..0x20. */
+/** The protocol's test-vector secret: the 32 bytes 0x01..0x20. */
 export const SECRET = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
 /** A fixed "now" (unix seconds): tokens minted at T0 live until T0 + 1800. */
 export const T0 = 1764150000;

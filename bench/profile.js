@@ -40,8 +40,8 @@ const CATEGORIES = [
   // the entry module, the generated glue, its shims, the clock callback,
   // TextEncoder/TextDecoder and the Grant object (with its fingerprint in hex).
   ['JS ↔ wasm boundary (arguments, clock, Grant)', (name, url) =>
-    /\/js\/common\.js$|captoken\.js$|^node:internal|encoding/.test(url) || url === ''
-    || /^wasm-to-js|^js-to-wasm|shim|captoken::bindings|wasm_bindgen|js_sys|__wbg|__externref|__wbindgen|base16ct/
+    /\/js\/(common|fast_path|args|error)\.js$|captoken\.js$|^node:internal|encoding/.test(url) || url === ''
+    || /^wasm-to-js|^js-to-wasm|shim|captoken::bindings|wasm_bindgen|serde_wasm_bindgen|js_sys|__wbg|__externref|__wbindgen|base16ct/
       .test(name)],
 ];
 

@@ -107,7 +107,7 @@ fn verify_and_check(c: &mut Criterion) {
     // the HMAC in this process, and check never marks them, so every call
     // runs the signature (the path the JavaScript peers always take).
     let restored = TokenStore::restore(
-        &store.snapshot(),
+        &store.snapshot().unwrap(),
         &SECRET,
         StoreConfig::default(),
         Box::new(Arc::new(FixedClock::new(T0))),
@@ -173,7 +173,7 @@ fn mint(c: &mut Criterion) {
 
 fn snapshot_restore(c: &mut Criterion) {
     let n = env_usize("CAPTOKEN_BENCH_RECORDS", 1_000_000);
-    let (store, _operator, _bearers) = store_with_workers(n);
+    let (mut store, _operator, _bearers) = store_with_workers(n);
     let mut group = c.benchmark_group("store");
     group.sample_size(10).sampling_mode(SamplingMode::Flat);
     if !quick() {
@@ -181,9 +181,9 @@ fn snapshot_restore(c: &mut Criterion) {
         group.measurement_time(Duration::from_secs(10));
     }
     group.bench_function("snapshot", |b| {
-        b.iter_with_large_drop(|| store.snapshot());
+        b.iter_with_large_drop(|| store.snapshot().unwrap());
     });
-    let text = store.snapshot();
+    let text = store.snapshot().unwrap();
     drop(store);
     group.bench_function("restore", |b| {
         b.iter_with_large_drop(|| {

@@ -24,7 +24,8 @@ const prompt = await call('fetch_prompt', { taskId });
 if (!prompt.ok) process.exit(1);
 // Touching another task's state is refused by the ownership gate.
 await call('read_task_state', { taskId: 'root' === taskId ? 'someone-else' : 'root' });
-const child = await call('start_task', { childTaskId: `${taskId}.1` });
+// A child task of its own; the store makes its id (a Worker cannot choose one).
+const child = await call('start_task');
 if (child.ok) {
   await call('dispatch_attempt', { taskId: child.reply.taskId });
 }

@@ -9,11 +9,19 @@ export interface DurableOptions extends StoreOptions {
 /**
  * A TokenStore kept in a directory: every change is appended to a journal and
  * fsynced before the call returns; `open` rebuilds the state after a crash.
+ *
+ * One store at a time: `open` takes `lock.json` in the directory and throws
+ * ERR_STORE_UNAVAILABLE, naming the holder, while another store (of this or
+ * another process) has it open; a lock left by a dead process of this host
+ * is taken over. After a failed write (e.g. ENOSPC) every call throws
+ * ERR_STORE_UNAVAILABLE until the store is closed and reopened; after
+ * `close()`, every call throws ERR_STORE_UNAVAILABLE "store unavailable: the
+ * store is closed". No property of the object holds the secret.
  */
 export declare class DurableTokenStore
   implements Pick<Store, 'attachOperator' | 'mint' | 'adopt' | 'startTask' | 'dispatchAttempt' | 'verify'
     | 'check' | 'revoke' | 'revokeTask' | 'remint' | 'purgeExpired' | 'record' | 'task' | 'records' | 'tasks'
-    | 'snapshot' | 'size'> {
+    | 'size'> {
   private constructor();
   static open(dir: string, options: DurableOptions): DurableTokenStore;
   /** Bytes of a torn last journal line dropped when opening (0 after a clean stop). */
@@ -33,10 +41,14 @@ export declare class DurableTokenStore
   task: Store['task'];
   records: Store['records'];
   tasks: Store['tasks'];
-  snapshot: Store['snapshot'];
+  /**
+   * Compact (fold the journal into a new snapshot generation) and return that
+   * snapshot's text, so that the journal chain on disk is never broken.
+   */
+  snapshot(): string;
   readonly size: number;
   /** Fold the journal into a new snapshot now. */
   compact(): void;
-  /** Flush, close the journal and free the store. */
+  /** Flush, close the journal, free the store and release the lock; a second call does nothing. */
   close(): void;
 }

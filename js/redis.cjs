@@ -6,12 +6,13 @@
 // per call (js/redis/*.lua), so every read-and-write is atomic across all the
 // processes sharing a namespace. Keys, values and commands hold no nonce, no
 // bearer and no secret: a record is keyed by fingerprint and holds the digest
-// of its token's signed fields (see src/remote.rs).
+// of its token's signed fields (see src/persist/remote.rs).
 const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const glue = require('../pkg/node/captoken.js');
-const { TokenStore, CapTokenRecord, CapTokenError } = require('./index.cjs');
+// The process half, guarded like TokenStore and with its options objects
+// copied to plain data first (js/args.js, through js/common.js).
+const { TokenStore, CapTokenRecord, CapTokenError, __RemoteCore } = require('./index.cjs');
 
 const NAMESPACE = /^[A-Za-z0-9._:-]{1,64}$/;
 /** Default for `timeoutMs`: how long one call waits for Redis. */
@@ -125,10 +126,21 @@ class RedisTokenStore {
   }
 
   static #make(client, options) {
-    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-      throw invalid('options must be an object');
+    // Read once, here, where a throwing getter or Proxy trap is caught; the
+    // store's own options are then copied to plain data before the module
+    // sees them (js/args.js, through the guarded __RemoteCore).
+    let namespace;
+    let timeoutMs;
+    let storeOptions;
+    try {
+      if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+        throw invalid('options must be an object');
+      }
+      ({ namespace, timeoutMs = DEFAULT_TIMEOUT_MS, ...storeOptions } = options);
+    } catch (error) {
+      if (error instanceof CapTokenError) throw error;
+      throw invalid('reading options failed');
     }
-    const { namespace, timeoutMs = DEFAULT_TIMEOUT_MS, ...storeOptions } = options;
     if (typeof namespace !== 'string' || !NAMESPACE.test(namespace)) {
       throw invalid('namespace must be 1 to 64 characters of A-Z a-z 0-9 . _ : -');
     }
@@ -136,7 +148,7 @@ class RedisTokenStore {
       throw invalid('timeoutMs must be a whole number of milliseconds from 1 to 3600000');
     }
     const adapted = adapt(client);
-    const core = new glue.__RemoteCore(storeOptions);
+    const core = new __RemoteCore(storeOptions);
     return new RedisTokenStore(RedisTokenStore.#token, client, adapted, core, namespace, timeoutMs);
   }
 
@@ -320,8 +332,8 @@ class RedisTokenStore {
     const reply = await this.#script('dispatch', [
       p.fingerprint, p.digest, p.role, optional(p.taskArg), p.stage, p.asked ?? -1,
       this.#config.maxRecords, this.#config.maxMadePerWorkerToken,
-      ...(r ? [r.fingerprint, r.digest, r.json, r.maxUses ?? -1, r.expireAt, keyTtl(r, now)]
-        : ['', '', '', '', '', '0']),
+      ...(r ? [r.fingerprint, r.digest, r.json, r.maxUses ?? -1, r.expireAt, keyTtl(r, now), r.notAfter ?? '']
+        : ['', '', '', '', '', '0', '']),
     ]);
     if (reply[0] === 'DEFER') throw p.deferred;
     if (reply[0] !== 'OK') throw this.#refusal(reply, p.fingerprint);
@@ -353,19 +365,22 @@ class RedisTokenStore {
     const p = this.#core.remintPrepare(bearer);
     for (let attempt = 0; attempt < 16; attempt++) {
       const now = this.#now();
-      const [d, u, x, t] = await this.#command(['HMGET', `${this.#prefix}r:${p.fingerprint}`, 'd', 'u', 'x', 't']);
+      const [d, u, x, t, a] = await this.#command(['HMGET', `${this.#prefix}r:${p.fingerprint}`, 'd', 'u', 'x', 't', 'a']);
       if (d === null || d === undefined) throw this.#core.error('ERR_TOKEN_NOT_FOUND', p.fingerprint);
       if (d !== p.digest) throw this.#core.error('ERR_BAD_SIGNATURE');
       if (x === '1') throw this.#core.error('ERR_TOKEN_REVOKED', p.fingerprint);
       if (u === '0') throw this.#core.error('ERR_TOKEN_USES_EXHAUSTED', p.fingerprint);
       const lifetime = Math.max(0, p.expireAt - p.issuedAt);
       if (Math.max(0, now - p.expireAt) > lifetime) throw this.#core.error('ERR_TOKEN_EXPIRED', p.fingerprint);
-      const prepared = this.#core.remintMint(bearer, Number(u), t ?? undefined, now);
+      // Nor past the expiry of the Worker that minted the token (ERR_TOKEN_EXPIRED from then on).
+      const notAfter = a === null || a === undefined ? -1 : Number(a);
+      const prepared = this.#core.remintMint(bearer, Number(u), t ?? undefined, notAfter, now);
       if (prepared.deferred) throw prepared.deferred;
       const r = prepared.record;
       const reply = await this.#script('remint', [
         p.fingerprint, d, u, x, optional(t), this.#config.maxRecords,
         r.fingerprint, r.digest, r.json, r.maxUses ?? -1, optional(r.taskId), r.expireAt, keyTtl(r, now),
+        r.notAfter ?? '',
       ]);
       if (reply[0] === 'RETRY') continue;
       if (reply[0] !== 'OK') throw this.#refusal(reply, p.fingerprint);
@@ -395,16 +410,19 @@ class RedisTokenStore {
     } while (cursor !== '0');
   }
 
-  static #recordRows(rows) {
+  /** Records as `CapTokenRecord#toJSON()` gives them; `notAfter`: each with the minting Worker's expiry beside it. */
+  static #recordRows(rows, notAfter = false) {
     const out = [];
-    for (let i = 0; i + 4 < rows.length; i += 5) {
-      out.push({
+    for (let i = 0; i + 5 < rows.length; i += 6) {
+      const record = {
         token: JSON.parse(rows[i + 1]),
         uses_left: rows[i + 2] === '-1' ? null : Number(rows[i + 2]),
         revoked: rows[i + 3] === '1',
         task_id: unoptional(rows[i + 4]),
         fingerprint: rows[i],
-      });
+      };
+      const after = unoptional(rows[i + 5]);
+      out.push(notAfter ? { record, notAfter: after === null ? null : Number(after) } : record);
     }
     return out;
   }
@@ -434,6 +452,14 @@ class RedisTokenStore {
     }
   }
 
+  /** Every record with its `notAfter` (for the snapshot). */
+  async *#recordsWithCap() {
+    this.#now();
+    for await (const batch of this.#scan('R')) {
+      yield* RedisTokenStore.#recordRows(await this.#script('read', ['r', ...batch]), true);
+    }
+  }
+
   /** Every tracked task, a batch at a time: an async iterable. */
   async *tasks() {
     this.#now();
@@ -454,16 +480,20 @@ class RedisTokenStore {
   /** The whole namespace as snapshot text `TokenStore.restore` accepts. */
   async snapshot() {
     const records = [];
-    for await (const r of this.records()) {
+    for await (const { record: r, notAfter } of this.#recordsWithCap()) {
       const { nonce, ...token } = r.token;
-      records.push(JSON.stringify({ fingerprint: r.fingerprint, token, uses_left: r.uses_left, revoked: r.revoked, task_id: r.task_id }));
+      const row = { fingerprint: r.fingerprint, token, uses_left: r.uses_left, revoked: r.revoked, task_id: r.task_id };
+      // Written only for tokens a Worker minted, as TokenStore writes it.
+      if (notAfter !== null) row.not_after = notAfter;
+      records.push(JSON.stringify(row));
     }
     const tasks = [];
     for await (const t of this.tasks()) {
       tasks.push(JSON.stringify({ task_id: t.taskId, parent_id: t.parentId, spawn_depth: t.spawnDepth }));
     }
-    // Assembled as version-1 text, then restored and written by the core in
-    // the store's own snapshot format (validated on the way).
+    // Assembled as unsealed text from what this process read, then restored
+    // (allowing it unsealed: nothing but this code wrote it), validated and
+    // written, sealed, by the core in the store's own snapshot format.
     const assembled = `{"version":1,"format":${JSON.stringify(this.#config.format)},"records":[${records.join(',')}],"tasks":[${tasks.join(',')}]}`;
     return this.#core.finishSnapshot(assembled);
   }
@@ -485,7 +515,7 @@ class RedisTokenStore {
     }
     const rows = records.map((r) => [
       r.fingerprint, r.digest, r.json, r.role, r.usesLeft ?? -1, r.revoked ? '1' : '0',
-      optional(r.taskId), r.expireAt, keyTtl(r, now),
+      optional(r.taskId), r.expireAt, keyTtl(r, now), r.notAfter ?? '',
     ]);
     const taskRows = [...byId.values()].map((t) => [t.task_id, optional(t.parent_id), t.spawn_depth, t.root, t.children, t.tree]);
     let first = true;

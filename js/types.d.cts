@@ -1,3 +1,10 @@
+// Field names follow one rule: what the JavaScript API builds is camelCase
+// (options, Grant, Decision, TaskInfo, Minted, class getters such as
+// `record.usesLeft`); what is wire format is snake_case (CapToken,
+// CapTokenRecordJSON from `records()` and `toJSON()`, snapshot and journal
+// text), the reference engine's shape, so that it crosses implementations,
+// disks and versions unchanged. docs/protocol.md describes the wire format.
+
 /** A token holder's role. */
 export type Role = 'operator' | 'worker' | 'observer' | 'senior';
 
@@ -17,7 +24,7 @@ export type ErrorCode =
   | 'ERR_INVALID_ARGUMENT' | 'ERR_SNAPSHOT_INVALID' | 'ERR_LIMIT_EXCEEDED'
   | 'ERR_STORE_UNAVAILABLE';
 
-/** A capability token, as its bearer string encodes it. */
+/** A capability token, as its bearer string encodes it (wire format: snake_case). */
 export interface CapToken {
   /** `2` for the v2 signing format; absent for mlua-swarm. */
   v?: 2;
@@ -37,7 +44,7 @@ export interface CapToken {
   sig_hex: string;
 }
 
-/** A record as JSON: the seed's shape plus the token's fingerprint. */
+/** A record as JSON (wire format: snake_case): the seed's shape plus the token's fingerprint. */
 export interface CapTokenRecordJSON {
   token: CapToken;
   uses_left: number | null;
@@ -90,7 +97,13 @@ export declare class CapTokenRecord {
   canConsume(): boolean;
   revoke(): void;
   toJSON(): CapTokenRecordJSON;
-  /** Release the record's memory in the WebAssembly module now. */
+  /**
+   * Release the record's memory in the WebAssembly module now; later calls on
+   * it throw. Optional: a FinalizationRegistry frees an unreachable record
+   * when the garbage collector gets to it (perhaps never in a short script,
+   * which does not matter). Worth calling when reading many records in a
+   * long-running process.
+   */
   free(): void;
 }
 
@@ -109,6 +122,13 @@ export interface StoreOptions {
   gate?: Partial<Record<Role, Verb[]>>;
   /** Keep every state change as journal lines for `takeJournal()` (default false). */
   journal?: boolean;
+  /**
+   * `TokenStore.restore` only: accept a snapshot of the old, unsealed shape
+   * (no `key_id` and `mac`), and unsealed journal lines after it (default
+   * false). Nothing vouches for such text: anyone who could write it could
+   * have revived a spent or revoked token. Sealed text is checked either way.
+   */
+  allowUnsealed?: boolean;
   /**
    * Limits (ERR_LIMIT_EXCEEDED past them; Workers may fill the store-wide
    * two only to nine tenths, so an Operator can always start a new root).
@@ -177,7 +197,16 @@ export interface TaskInfo {
 /** The token table and task table of one orchestrator. */
 export declare class TokenStore {
   constructor(options: StoreOptions);
-  /** A store from `snapshot()` text, then the journal lines written after it. */
+  /**
+   * A store from `snapshot()` text, then the journal lines written after it.
+   * The seal of the snapshot and of every journal line is checked first
+   * (docs/snapshot-and-journal.md): edited text, a line deleted, duplicated
+   * or moved, another secret ("the secret does not match"), an unsealed
+   * snapshot without `allowUnsealed`, or a task at depth >= maxSpawnDepth
+   * throw ERR_SNAPSHOT_INVALID and create nothing. Complete lines cut off the
+   * end of the journal, and an older sealed snapshot and journal put back,
+   * look like a crash and are not detected.
+   */
   static restore(snapshot: string, options: StoreOptions, journal?: string): TokenStore;
   attachOperator(agentId: string, options?: MintOptions): Minted;
   mint(agentId: string, role: Role, options?: MintOptions): Minted;
@@ -202,12 +231,26 @@ export declare class TokenStore {
   records(): CapTokenRecordJSON[];
   tasks(): TaskInfo[];
   readonly size: number;
+  /**
+   * The whole state as sealed JSON text (no nonce, no secret). Starts a new
+   * journal chain: lines not yet taken are dropped (the snapshot holds their
+   * changes), and the next line is chained to this snapshot. Throws
+   * ERR_LIMIT_EXCEEDED (limit `memory`) when the text does not fit in the
+   * module's memory; the store is unchanged then.
+   */
   snapshot(): string;
   /**
    * The journal lines (newline-delimited JSON, no nonce, no secret) written
    * since the last call; `''` unless the store was made with `journal: true`.
+   * Each line is sealed and chained to the one before it.
    */
   takeJournal(): string;
-  /** Release the store's memory in the WebAssembly module now. */
+  /**
+   * Release the store's memory in the WebAssembly module now; later calls on
+   * it throw. Optional: a FinalizationRegistry frees an unreachable store
+   * when the garbage collector gets to it (perhaps never in a short script,
+   * which does not matter). Worth calling when a long-running process drops
+   * stores, or to give a large store's memory back at a known moment.
+   */
   free(): void;
 }

@@ -2,7 +2,7 @@
 import * as glue from '../pkg/web/captoken.js';
 import { CapTokenError, guardClasses, connect } from './common.js';
 
-guardClasses(glue);
+const guarded = guardClasses(glue);
 
 let ready;
 
@@ -22,5 +22,5 @@ export default function init(source) {
   return ready;
 }
 
-export const { TokenStore, CapTokenRecord } = glue;
+export const { TokenStore, CapTokenRecord } = guarded;
 export { CapTokenError };

@@ -44,11 +44,21 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+# Debian packages: the package lists are updated once per run, before the
+# first install.
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+apt_updated=0
+apt_update_once() {
+  if [ "$apt_updated" = 0 ]; then
+    $SUDO apt-get update -qq
+    apt_updated=1
+  fi
+}
+
 if [ "$want_browser" = 1 ]; then
   if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     say "installing Debian's chromium and chromium-driver"
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
+    apt_update_once
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
   fi
 fi
@@ -57,8 +67,7 @@ fi
 # their own servers on free loopback ports; never a Redis already running).
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
   say "installing Debian's redis-server"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
+  apt_update_once
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 

@@ -14,12 +14,16 @@ bash scripts/setup.sh --browser --fuzz
 step "rustfmt"
 cargo fmt --all -- --check
 
+step "layers (src/: model < engine < persist < bindings, no import cycle)"
+python3 scripts/check-layers.py
+
 step "cargo test (native core)"
 cargo test --quiet
 
-step "clippy (native, all targets; wasm32 library)"
+step "clippy (native, all targets; wasm32 library, without and with the remote feature)"
 cargo clippy --quiet --all-targets -- -D warnings
 cargo clippy --quiet --target wasm32-unknown-unknown --lib --test wasm -- -D warnings
+cargo clippy --quiet --target wasm32-unknown-unknown --features remote --lib --test wasm -- -D warnings
 
 step "build pkg/"
 bash scripts/build.sh

@@ -102,7 +102,7 @@ fn spec_secret() -> Vec<u8> {
     (1..=32).collect()
 }
 
-/// The SPEC's first test vector, as the reference engine would send it (its
+/// The protocol's first test vector, as the reference engine would send it (its
 /// `Role` serialises snake_case: mlua-swarm 0.32.1, src/types.rs; only its
 /// signing text capitalises the role).
 fn reference_worker_bearer() -> String {
@@ -371,19 +371,19 @@ fn restore_refuses_a_snapshot_of_the_other_format() {
     let mut ml = store_on(&SECRET, mlua(), &clock);
     let _ = worker(&mut ml, "t1", None);
     let err = TokenStore::restore(
-        &v2.snapshot(),
+        &v2.snapshot().unwrap(),
         &SECRET,
         mlua(),
         Box::new(Arc::clone(&clock)),
     )
     .unwrap_err();
     assert_eq!(err.code(), ErrorCode::SnapshotInvalid);
-    let err = restore(&ml.snapshot(), StoreConfig::default(), &clock).unwrap_err();
+    let err = restore(&ml.snapshot().unwrap(), StoreConfig::default(), &clock).unwrap_err();
     assert_eq!(err.code(), ErrorCode::SnapshotInvalid);
     // Each restores into its own format.
-    restore(&v2.snapshot(), StoreConfig::default(), &clock).unwrap();
+    restore(&v2.snapshot().unwrap(), StoreConfig::default(), &clock).unwrap();
     let back = TokenStore::restore(
-        &ml.snapshot(),
+        &ml.snapshot().unwrap(),
         &SECRET,
         mlua(),
         Box::new(Arc::clone(&clock)),

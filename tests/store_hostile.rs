@@ -103,7 +103,7 @@ impl World {
     /// `verify` and `check` both refuse `bearer` as malformed or badly
     /// signed, with the same code, changing nothing, naming no secret.
     fn refused(&mut self, bearer: &str, verb: Verb, task: Option<&str>, what: &str) -> ErrorCode {
-        let before = self.store.snapshot();
+        let before = self.store.snapshot().unwrap();
         let error = match self.store.verify(bearer, verb, task) {
             Ok(grant) => panic!("{what} was allowed: {grant:?}"),
             Err(error) => error,
@@ -119,7 +119,7 @@ impl World {
         let checked = self.store.check(bearer, verb, task).unwrap_err();
         assert_eq!(checked.code(), error.code(), "{what}: check disagrees");
         assert_eq!(
-            self.store.snapshot(),
+            self.store.snapshot().unwrap(),
             before,
             "{what}: a refusal changed the state"
         );
@@ -483,7 +483,7 @@ fn tokens_signed_elsewhere_are_bad_signatures() {
         stolen.sig_hex = foreign[1].token.sig_hex.clone();
         for minted in &foreign {
             for (verb, task) in [(Verb::FetchPrompt, Some("root")), (Verb::Heartbeat, None)] {
-                let before = w.store.snapshot();
+                let before = w.store.snapshot().unwrap();
                 let error = w.store.verify(&minted.bearer, verb, task).unwrap_err();
                 assert_eq!(error.code(), ErrorCode::BadSignature);
                 assert_eq!(
@@ -494,7 +494,7 @@ fn tokens_signed_elsewhere_are_bad_signatures() {
                     ErrorCode::BadSignature
                 );
                 w.no_secrets(&error);
-                assert_eq!(w.store.snapshot(), before);
+                assert_eq!(w.store.snapshot().unwrap(), before);
             }
             for result in [
                 w.store.adopt(&minted.bearer, Some("root")).map(|_| ()),
@@ -530,7 +530,7 @@ fn tokens_signed_elsewhere_are_bad_signatures() {
             ErrorCode::BadSignature
         );
         w.untouched();
-        let snapshot = w.store.snapshot();
+        let snapshot = w.store.snapshot().unwrap();
         for nonce in &w.nonces {
             assert!(
                 !snapshot.contains(nonce.as_str()),
@@ -560,7 +560,11 @@ fn sweep_respellings(format: SigningFormat) {
                 "an escaped value",
                 text.replacen(
                     &format!("\"role\":\"{}\"", role.as_str()),
-                    &format!("\"role\":\"\\u{:04x}{}\"", role.as_str().as_bytes()[0], &role.as_str()[1..]),
+                    &format!(
+                        "\"role\":\"\\u{:04x}{}\"",
+                        role.as_str().as_bytes()[0],
+                        &role.as_str()[1..]
+                    ),
                     1,
                 ),
             ),
@@ -578,7 +582,10 @@ fn sweep_respellings(format: SigningFormat) {
             }),
         ];
         if minted.token.max_uses.is_none() {
-            respelled.push(("max_uses left out", text.replacen(",\"max_uses\":null", "", 1)));
+            respelled.push((
+                "max_uses left out",
+                text.replacen(",\"max_uses\":null", "", 1),
+            ));
         }
         for (what, json) in respelled {
             assert_ne!(json, text, "{what}: the respelling changed nothing");

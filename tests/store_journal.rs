@@ -44,7 +44,7 @@ fn every_kind_of_change_is_journaled_and_replays() {
     let (mut store, clock) = store();
     let op = operator(&mut store);
     store.start_task(&op.bearer, Some("root")).unwrap();
-    let before = store.snapshot();
+    let before = store.snapshot().unwrap();
     store.set_journaling(true);
 
     let w = store.dispatch_attempt(&op.bearer, "root", uses(5)).unwrap();
@@ -109,13 +109,15 @@ fn unlimited_uses_write_no_line() {
     let w = worker(&mut store, "t", Some(2));
     store.take_journal();
     store.verify(&w.bearer, Verb::FetchData, None).unwrap();
-    assert_eq!(
-        store.take_journal(),
-        format!(
-            "{{\"op\":\"consume\",\"fingerprint\":\"{}\"}}\n",
-            w.fingerprint
-        )
+    // One sealed line: its MAC first, then the event.
+    let line = store.take_journal();
+    let event = format!(
+        "\"op\":\"consume\",\"fingerprint\":\"{}\"}}\n",
+        w.fingerprint
     );
+    assert!(line.starts_with("{\"mac\":\""), "{line}");
+    assert_eq!(line.len(), 8 + 64 + 2 + event.len(), "{line}");
+    assert!(line.ends_with(&event), "{line}");
     // A denied call writes nothing.
     store
         .verify(&w.bearer, Verb::FetchPrompt, Some("other"))
@@ -126,7 +128,7 @@ fn unlimited_uses_write_no_line() {
 #[test]
 fn a_spent_one_time_token_stays_spent_after_replay() {
     let (mut store, clock) = store();
-    let before = store.snapshot();
+    let before = store.snapshot().unwrap();
     store.set_journaling(true);
     let once = worker(&mut store, "t", Some(1));
     store
@@ -143,7 +145,7 @@ fn a_spent_one_time_token_stays_spent_after_replay() {
 fn damaged_journals_are_refused_whole() {
     let (mut store, clock) = store();
     let op = operator(&mut store);
-    let before = store.snapshot();
+    let before = store.snapshot().unwrap();
     store.set_journaling(true);
     store.start_task(&op.bearer, Some("t")).unwrap();
     let w = worker(&mut store, "t", Some(1));
@@ -220,10 +222,10 @@ proptest! {
         let op_token = operator(&mut store);
         store.start_task(&op_token.bearer, Some("t0")).unwrap();
         let mut minted: Vec<(Minted, String)> = vec![(op_token.clone(), "t0".into())];
-        let mut snapshot = store.snapshot();
+        let mut snapshot = store.snapshot().unwrap();
         for (i, op) in ops.iter().enumerate() {
             if i == split {
-                snapshot = store.snapshot();
+                snapshot = store.snapshot().unwrap();
                 store.take_journal();
                 store.set_journaling(true);
             }
@@ -268,7 +270,7 @@ proptest! {
             }
         }
         if split >= ops.len() {
-            snapshot = store.snapshot();
+            snapshot = store.snapshot().unwrap();
         }
         let journal = store.take_journal();
         let mut rebuilt = replayed(&snapshot, &journal, &clock);

@@ -76,9 +76,11 @@ enum Op {
     RevokeTask {
         task: usize,
     },
+    /// `start_task_under(parent, id)`: a Worker must leave `id` out.
     StartTask {
         tok: usize,
-        id: usize,
+        parent: Option<usize>,
+        id: Option<usize>,
     },
     Dispatch {
         tok: usize,
@@ -123,7 +125,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(tok, verb, task)| Op::Check { tok, verb, task }),
         1 => any::<usize>().prop_map(|tok| Op::Revoke { tok }),
         1 => (0..TASKS.len()).prop_map(|task| Op::RevokeTask { task }),
-        3 => (any::<usize>(), 0..6usize).prop_map(|(tok, id)| Op::StartTask { tok, id }),
+        3 => (any::<usize>(), task(), proptest::option::of(0..6usize))
+            .prop_map(|(tok, parent, id)| Op::StartTask { tok, parent, id }),
         3 => (any::<usize>(), 0..TASKS.len(), budget())
             .prop_map(|(tok, task, max_uses)| Op::Dispatch { tok, task, max_uses }),
         2 => any::<usize>().prop_map(|tok| Op::Remint { tok }),
@@ -167,7 +170,12 @@ struct World {
     tokens: Vec<Tok>,
     seen: Vec<Seen>,
     revoked: HashSet<usize>,
+    /// Uses spent by each token: one per allowed call, plus the budget a
+    /// limited Worker hands to a token it dispatches.
     accepted: Vec<u32>,
+    /// Task ids made by the store, in order: each world makes its own, so
+    /// they are compared by position.
+    generated: Vec<String>,
 }
 
 impl World {
@@ -182,6 +190,7 @@ impl World {
             seen: Vec::new(),
             revoked: HashSet::new(),
             accepted: Vec::new(),
+            generated: Vec::new(),
         };
         let op = world
             .store
@@ -204,11 +213,15 @@ impl World {
         i % self.tokens.len()
     }
 
-    /// Replace each known fingerprint by its index.
+    /// Replace each known fingerprint by its index, and each task id the
+    /// store made by its position.
     fn norm(&self, text: String) -> String {
         let mut text = text;
         for (i, t) in self.tokens.iter().enumerate() {
             text = text.replace(&t.fp.to_string(), &format!("#{i}"));
+        }
+        for (i, id) in self.generated.iter().enumerate() {
+            text = text.replace(id.as_str(), &format!("g#{i}"));
         }
         text
     }
@@ -238,6 +251,12 @@ impl World {
 
     /// A call that spends on success: count it and check it may be accepted.
     fn accepted_by(&mut self, i: usize, ok: bool) {
+        self.spent_by(i, ok, 1);
+    }
+
+    /// A call that spends `uses` on success (a limited Worker's dispatch
+    /// spends its own use and the budget it hands on).
+    fn spent_by(&mut self, i: usize, ok: bool, uses: u32) {
         if !ok {
             return;
         }
@@ -245,7 +264,7 @@ impl World {
             !self.revoked.contains(&i),
             "revoked token #{i} was accepted"
         );
-        self.accepted[i] += 1;
+        self.accepted[i] += uses;
         if let Some(max) = self.tokens[i].max_uses {
             assert!(
                 self.accepted[i] <= max,
@@ -324,11 +343,23 @@ impl World {
                 format!("{r}")
             }
             Op::RevokeTask { task } => format!("{}", self.store.revoke_task(TASKS[*task])),
-            Op::StartTask { tok, id } => {
+            Op::StartTask { tok, parent, id } => {
                 let i = self.tok(*tok);
-                let r = self
-                    .store
-                    .start_task(&self.tokens[i].bearer, Some(TASKS[*id]));
+                let role = self.store.record(&self.tokens[i].fp).map(|r| r.token.role);
+                let r = self.store.start_task_under(
+                    &self.tokens[i].bearer,
+                    parent.map(|t| TASKS[t]),
+                    id.map(|t| TASKS[t]),
+                );
+                if id.is_some() && role == Some(Role::Worker) {
+                    assert!(r.is_err(), "a Worker chose a task id");
+                }
+                if let Ok(info) = &r {
+                    assert!(info.spawn_depth < config().max_spawn_depth);
+                    if id.is_none() {
+                        self.generated.push(info.task_id.clone());
+                    }
+                }
                 self.accepted_by(i, r.is_ok());
                 self.norm_result(&r)
             }
@@ -342,10 +373,15 @@ impl World {
                     max_uses: *max_uses,
                     ..MintOptions::default()
                 };
+                let limited = self
+                    .store
+                    .record(&self.tokens[i].fp)
+                    .is_some_and(|r| r.token.role == Role::Worker && r.uses_left.is_some());
                 let r = self
                     .store
                     .dispatch_attempt(&self.tokens[i].bearer, TASKS[*task], options);
-                self.accepted_by(i, r.is_ok());
+                let handed = if limited { max_uses.unwrap_or(0) } else { 0 };
+                self.spent_by(i, r.is_ok(), 1 + handed);
                 let out = self.norm_minted(&r);
                 if let Ok(m) = r {
                     self.push(Tok::of(&m));
@@ -387,7 +423,7 @@ impl World {
             Op::Purge => format!("{}", self.store.purge_expired()),
             Op::Snapshot => {
                 if self.round_trips {
-                    let text = self.store.snapshot();
+                    let text = self.store.snapshot().unwrap();
                     for t in &self.tokens {
                         assert!(!text.contains(&t.nonce), "snapshot holds a nonce");
                     }
@@ -473,12 +509,14 @@ impl World {
                 )
             })
             .collect();
-        format!(
-            "{} {:?} {:?}",
-            self.store.len(),
-            self.store.tasks(),
-            records
-        )
+        let mut tasks: Vec<String> = self
+            .store
+            .tasks()
+            .iter()
+            .map(|t| self.norm(format!("{t:?}")))
+            .collect();
+        tasks.sort();
+        format!("{} {:?} {:?}", self.store.len(), tasks, records)
     }
 }
 
@@ -539,13 +577,31 @@ fn a_scripted_sequence_through_the_harness() {
             verb: 0,
             task: Some(0),
         },
-        Op::StartTask { tok: 0, id: 1 },
+        Op::StartTask {
+            tok: 0,
+            parent: None,
+            id: Some(1),
+        },
         Op::Dispatch {
             tok: 0,
             task: 1,
             max_uses: Some(1),
         },
-        Op::StartTask { tok: 2, id: 2 },
+        Op::StartTask {
+            tok: 2,
+            parent: None,
+            id: Some(2),
+        },
+        Op::StartTask {
+            tok: 2,
+            parent: None,
+            id: None,
+        },
+        Op::StartTask {
+            tok: 0,
+            parent: Some(1),
+            id: None,
+        },
         Op::Remint { tok: 2 },
         Op::Snapshot,
         Op::Verify {
@@ -616,4 +672,370 @@ fn a_scripted_sequence_through_the_harness() {
         },
     ];
     run(&ops);
+}
+
+// ---- Worker subtrees: nothing wider, budgets transferred, depth capped -------
+
+/// The scopes a tree test draws from; a token's scopes are a subset, or `["*"]`.
+const SCOPE_NAMES: [&str; 3] = ["read", "write", "exec"];
+/// The Worker verbs a tree test calls (the six task-state verbs and two others).
+const WORKER_VERBS: [Verb; 8] = [
+    Verb::FetchPrompt,
+    Verb::PostResult,
+    Verb::EmitOutput,
+    Verb::ReadTaskState,
+    Verb::CancelTask,
+    Verb::PollTask,
+    Verb::FetchData,
+    Verb::VerifyToken,
+];
+
+/// Small limits, so that random sequences reach them too.
+fn tree_config() -> StoreConfig {
+    StoreConfig {
+        max_spawn_depth: 3,
+        worker_token_ttl_secs: 600,
+        limits: captoken::store::Limits {
+            max_records: 200,
+            max_tasks: 40,
+            max_tasks_per_tree: 24,
+            max_children_per_task: 5,
+            max_made_per_worker_token: 8,
+        },
+        ..StoreConfig::default()
+    }
+}
+
+/// `None` is `["*"]`; otherwise the names of the set bits.
+fn scope_list(mask: Option<u8>) -> Option<Vec<String>> {
+    mask.map(|mask| {
+        SCOPE_NAMES
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| mask & (1 << bit) != 0)
+            .map(|(_, name)| (*name).to_owned())
+            .collect()
+    })
+}
+
+#[derive(Debug, Clone)]
+enum TreeOp {
+    /// `start_task_under(parent, None)` by a Worker.
+    Start {
+        tok: usize,
+        parent: Option<usize>,
+    },
+    /// `dispatch_attempt` by a Worker, with random options; `task` `None`
+    /// is the Worker's own bound task.
+    Dispatch {
+        tok: usize,
+        task: Option<usize>,
+        scopes: Option<Option<u8>>,
+        ttl: Option<u64>,
+        max_uses: Option<u32>,
+    },
+    /// `task` `None` is the Worker's own bound task.
+    Verify {
+        tok: usize,
+        verb: usize,
+        task: Option<usize>,
+        no_task: bool,
+    },
+    Revoke {
+        tok: usize,
+    },
+    Advance {
+        secs: u64,
+    },
+}
+
+fn tree_op() -> impl Strategy<Value = TreeOp> {
+    // Mostly the caller's own task, sometimes any task of the store.
+    let task = || prop_oneof![2 => Just(None), 1 => any::<usize>().prop_map(Some)];
+    prop_oneof![
+        6 => (any::<usize>(), task())
+            .prop_map(|(tok, parent)| TreeOp::Start { tok, parent }),
+        10 => (
+            any::<usize>(),
+            task(),
+            proptest::option::of(proptest::option::of(0u8..8)),
+            proptest::option::of(prop_oneof![1u64..700, 700u64..5000]),
+            proptest::option::of(prop_oneof![3 => 1u32..4, 1 => 0u32..12]),
+        )
+            .prop_map(|(tok, task, scopes, ttl, max_uses)| TreeOp::Dispatch {
+                tok,
+                task,
+                scopes,
+                ttl,
+                max_uses,
+            }),
+        10 => (any::<usize>(), 0..WORKER_VERBS.len(), task(), prop::bool::weighted(0.1))
+            .prop_map(|(tok, verb, task, no_task)| TreeOp::Verify { tok, verb, task, no_task }),
+        1 => any::<usize>().prop_map(|tok| TreeOp::Revoke { tok }),
+        2 => (0u64..120).prop_map(|secs| TreeOp::Advance { secs }),
+    ]
+}
+
+/// The Workers an Operator hands out at the start: (budget, scopes, ttl).
+fn first_workers() -> impl Strategy<Value = Vec<(Option<u32>, Option<u8>, u64)>> {
+    proptest::collection::vec(
+        (
+            prop_oneof![1 => Just(None), 3 => (1u32..24).prop_map(Some)],
+            proptest::option::of(0u8..8),
+            prop_oneof![1 => 1u64..300, 3 => 300u64..3000],
+        ),
+        1..4,
+    )
+}
+
+struct TreeTok {
+    bearer: String,
+    fp: Fingerprint,
+    /// The token that minted it (`None`: the Operator).
+    minter: Option<usize>,
+    max_uses: Option<u32>,
+    /// Successful calls made with this very token.
+    calls: u32,
+}
+
+struct Tree {
+    store: TokenStore,
+    clock: Arc<FixedClock>,
+    tokens: Vec<TreeTok>,
+    tasks: Vec<String>,
+}
+
+impl Tree {
+    fn new(workers: &[(Option<u32>, Option<u8>, u64)]) -> Self {
+        let clock = Arc::new(FixedClock::new(T0));
+        let mut store =
+            TokenStore::new(&SECRET, tree_config(), Box::new(Arc::clone(&clock))).unwrap();
+        let op = store.attach_operator("op", MintOptions::default()).unwrap();
+        let mut tasks = Vec::new();
+        for root in ["root-a", "root-b"] {
+            tasks.push(store.start_task(&op.bearer, Some(root)).unwrap().task_id);
+        }
+        let mut tree = Tree {
+            store,
+            clock,
+            tokens: Vec::new(),
+            tasks,
+        };
+        for (i, (max_uses, scopes, ttl)) in workers.iter().enumerate() {
+            let options = MintOptions {
+                scopes: scope_list(*scopes),
+                ttl_secs: Some(*ttl),
+                max_uses: *max_uses,
+                task_id: None,
+            };
+            let root = if i % 2 == 0 { "root-a" } else { "root-b" };
+            let m = tree
+                .store
+                .dispatch_attempt(&op.bearer, root, options)
+                .unwrap();
+            tree.push(&m, None);
+        }
+        tree
+    }
+
+    fn push(&mut self, m: &Minted, minter: Option<usize>) {
+        self.tokens.push(TreeTok {
+            bearer: m.bearer.clone(),
+            fp: m.fingerprint,
+            minter,
+            max_uses: m.token.max_uses,
+            calls: 0,
+        });
+    }
+
+    fn tok(&self, n: usize) -> usize {
+        n % self.tokens.len()
+    }
+
+    fn task(&self, n: usize) -> String {
+        self.tasks[n % self.tasks.len()].clone()
+    }
+
+    /// Task `n` of the store, or (`None`) the task token `i` is bound to.
+    fn task_or_bound(&self, n: Option<usize>, i: usize) -> Option<String> {
+        match n {
+            Some(n) => Some(self.task(n)),
+            None => self
+                .store
+                .record(&self.tokens[i].fp)
+                .and_then(|r| r.task_id),
+        }
+    }
+
+    /// Property (i): a Worker-minted token is never wider than its minter.
+    fn narrower(&self, child: &Minted, minter: usize) {
+        let parent = self.store.record(&self.tokens[minter].fp).unwrap().token;
+        let token = &child.token;
+        assert_eq!(token.role, Role::Worker);
+        if parent.scopes != ["*"] {
+            assert!(
+                token.scopes.iter().all(|s| parent.scopes.contains(s)),
+                "scopes {:?} minted by {:?}",
+                token.scopes,
+                parent.scopes
+            );
+        }
+        assert!(
+            token.expire_at <= parent.expire_at,
+            "expiry {} minted by a token expiring at {}",
+            token.expire_at,
+            parent.expire_at
+        );
+        if parent.max_uses.is_some() {
+            assert!(
+                token.max_uses.is_some(),
+                "a limited Worker minted an unlimited token"
+            );
+        }
+    }
+
+    fn apply(&mut self, op: &TreeOp) {
+        let before = (self.store.records(), self.store.tasks());
+        let ok = match op {
+            TreeOp::Start { tok, parent } => {
+                let i = self.tok(*tok);
+                let parent = parent.map(|p| self.task(p));
+                let r =
+                    self.store
+                        .start_task_under(&self.tokens[i].bearer, parent.as_deref(), None);
+                if let Ok(info) = &r {
+                    self.tokens[i].calls += 1;
+                    self.tasks.push(info.task_id.clone());
+                }
+                r.is_ok()
+            }
+            TreeOp::Dispatch {
+                tok,
+                task,
+                scopes,
+                ttl,
+                max_uses,
+            } => {
+                let i = self.tok(*tok);
+                let options = MintOptions {
+                    scopes: scopes
+                        .map(scope_list)
+                        .map(|s| s.unwrap_or_else(|| vec!["*".into()])),
+                    ttl_secs: *ttl,
+                    max_uses: *max_uses,
+                    task_id: None,
+                };
+                let task = self.task_or_bound(*task, i).unwrap_or_default();
+                let r = self
+                    .store
+                    .dispatch_attempt(&self.tokens[i].bearer, &task, options);
+                if let Ok(m) = &r {
+                    self.narrower(m, i);
+                    self.tokens[i].calls += 1;
+                    self.push(m, Some(i));
+                }
+                r.is_ok()
+            }
+            TreeOp::Verify {
+                tok,
+                verb,
+                task,
+                no_task,
+            } => {
+                let i = self.tok(*tok);
+                let task = self.task_or_bound(*task, i).filter(|_| !no_task);
+                let r =
+                    self.store
+                        .verify(&self.tokens[i].bearer, WORKER_VERBS[*verb], task.as_deref());
+                if r.is_ok() {
+                    self.tokens[i].calls += 1;
+                }
+                r.is_ok()
+            }
+            TreeOp::Revoke { tok } => {
+                let i = self.tok(*tok);
+                self.store.revoke(&self.tokens[i].fp);
+                true
+            }
+            TreeOp::Advance { secs } => {
+                self.clock.advance(*secs);
+                true
+            }
+        };
+        if !ok {
+            assert_eq!(
+                (self.store.records(), self.store.tasks()),
+                before,
+                "a refused call changed the state: {op:?}"
+            );
+        }
+        self.invariants();
+    }
+
+    fn invariants(&self) {
+        // (ii) A Worker and everything minted below it never make more calls
+        // than the Worker's budget.
+        let mut subtree_calls: Vec<u32> = self.tokens.iter().map(|t| t.calls).collect();
+        for i in (0..self.tokens.len()).rev() {
+            // Minters come before what they mint, so children are summed first.
+            if let Some(minter) = self.tokens[i].minter {
+                subtree_calls[minter] += subtree_calls[i];
+            }
+        }
+        for (i, t) in self.tokens.iter().enumerate() {
+            if let Some(budget) = t.max_uses {
+                assert!(
+                    subtree_calls[i] <= budget,
+                    "token #{i} and its subtree made {} calls on a budget of {budget}",
+                    subtree_calls[i]
+                );
+            }
+        }
+        // (iii) No task sits at or past max_spawn_depth.
+        let max = tree_config().max_spawn_depth;
+        for task in self.store.tasks() {
+            assert!(task.spawn_depth < max, "{task:?}");
+        }
+    }
+
+    /// Spend every token to the end with its cheapest call, then check (ii)
+    /// once more: all budgets are used up and still not exceeded.
+    fn drain(&mut self) {
+        for i in 0..self.tokens.len() {
+            let task = self
+                .store
+                .record(&self.tokens[i].fp)
+                .and_then(|r| r.task_id);
+            while self
+                .store
+                .verify(&self.tokens[i].bearer, Verb::PollTask, task.as_deref())
+                .is_ok()
+            {
+                self.tokens[i].calls += 1;
+                if self.tokens[i].max_uses.is_none() {
+                    break;
+                }
+            }
+        }
+        self.invariants();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 96,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn worker_subtrees_never_widen_never_outspend_and_never_reach_max_depth(
+        workers in first_workers(),
+        ops in proptest::collection::vec(tree_op(), 1..80)
+    ) {
+        let mut tree = Tree::new(&workers);
+        for op in &ops {
+            tree.apply(op);
+        }
+        tree.drain();
+    }
 }

@@ -121,7 +121,7 @@ fn a_round_trip_keeps_every_decision() {
         clock,
         minted,
     } = rich(StoreConfig::default());
-    let text = store.snapshot();
+    let text = store.snapshot().unwrap();
     let mut back = restore(&text, StoreConfig::default(), &clock).unwrap();
     assert_eq!(back.records(), store.records());
     assert_eq!(back.tasks(), store.tasks());
@@ -189,11 +189,11 @@ fn a_round_trip_keeps_every_decision() {
 #[test]
 fn a_round_trip_keeps_uses_left_revocation_and_binding() {
     let Rich {
-        store,
+        mut store,
         clock,
         minted,
     } = rich(StoreConfig::default());
-    let mut back = restore(&store.snapshot(), StoreConfig::default(), &clock).unwrap();
+    let mut back = restore(&store.snapshot().unwrap(), StoreConfig::default(), &clock).unwrap();
     let by_agent = |name: &str| minted.iter().find(|m| m.token.agent_id == name).unwrap();
     // w0: 20 uses, spent one dispatch, one start_task... as recorded.
     for m in &minted {
@@ -253,13 +253,23 @@ fn a_round_trip_keeps_uses_left_revocation_and_binding() {
 
 #[test]
 fn snapshots_of_snapshots_are_stable_and_an_empty_store_round_trips() {
-    let Rich { store, clock, .. } = rich(StoreConfig::default());
-    let once = restore(&store.snapshot(), StoreConfig::default(), &clock).unwrap();
-    let twice = restore(&once.snapshot(), StoreConfig::default(), &clock).unwrap();
-    assert_eq!(normalise(&store.snapshot()), normalise(&twice.snapshot()));
-    let (empty, clock) = common::store();
-    let text = empty.snapshot();
-    let v: Value = serde_json::from_str(&text).unwrap();
+    let Rich {
+        mut store, clock, ..
+    } = rich(StoreConfig::default());
+    let mut once = restore(&store.snapshot().unwrap(), StoreConfig::default(), &clock).unwrap();
+    let mut twice = restore(&once.snapshot().unwrap(), StoreConfig::default(), &clock).unwrap();
+    assert_eq!(
+        normalise(&store.snapshot().unwrap()),
+        normalise(&twice.snapshot().unwrap())
+    );
+    let (mut empty, clock) = common::store();
+    let text = empty.snapshot().unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    let mac = v.as_object_mut().unwrap().remove("mac").unwrap();
+    let key_id = v.as_object_mut().unwrap().remove("key_id").unwrap();
+    assert_eq!(mac.as_str().unwrap().len(), 64);
+    assert_eq!(key_id.as_str().unwrap().len(), 16);
+    assert!(text.starts_with("{\"version\":1,\"key_id\":\""), "{text}");
     assert_eq!(
         v,
         json!({"version": 1, "format": "v2", "records": [], "tasks": []})
@@ -269,9 +279,11 @@ fn snapshots_of_snapshots_are_stable_and_an_empty_store_round_trips() {
         .is_empty());
 }
 
-/// The snapshot as a value with its records in fingerprint order.
+/// The snapshot as a value with its records in fingerprint order, and
+/// without its MAC (which depends on that order).
 fn normalise(text: &str) -> Value {
     let mut v: Value = serde_json::from_str(text).unwrap();
+    v.as_object_mut().unwrap().remove("mac");
     let records = v["records"].as_array_mut().unwrap();
     records.sort_by(|a, b| {
         a["fingerprint"]
@@ -284,8 +296,10 @@ fn normalise(text: &str) -> Value {
 
 #[test]
 fn the_snapshot_has_the_documented_shape() {
-    let Rich { store, minted, .. } = rich(StoreConfig::default());
-    let v = normalise(&store.snapshot());
+    let Rich {
+        mut store, minted, ..
+    } = rich(StoreConfig::default());
+    let v = normalise(&store.snapshot().unwrap());
     assert_eq!(v["version"], json!(1));
     assert!(v["version"].is_u64());
     assert_eq!(v["format"], json!("v2"));
@@ -325,11 +339,13 @@ fn the_snapshot_has_the_documented_shape() {
 #[test]
 fn the_snapshot_holds_no_nonce_and_no_secret() {
     for format in [SigningFormat::V2, SigningFormat::MluaSwarm] {
-        let Rich { store, minted, .. } = rich(StoreConfig {
+        let Rich {
+            mut store, minted, ..
+        } = rich(StoreConfig {
             format,
             ..StoreConfig::default()
         });
-        let text = store.snapshot();
+        let text = store.snapshot().unwrap();
         assert!(!minted.is_empty());
         for m in &minted {
             let nonce = nonce_of(&m.bearer);
@@ -357,12 +373,12 @@ fn a_leaked_snapshot_lets_no_one_act_as_any_token() {
     // Rebuilding a bearer from a snapshot record needs the nonce; without it,
     // the best an attacker can do is guess, which fails the signature.
     let Rich {
-        store,
+        mut store,
         clock,
         minted,
     } = rich(StoreConfig::default());
-    let v: Value = serde_json::from_str(&store.snapshot()).unwrap();
-    let mut back = restore(&store.snapshot(), StoreConfig::default(), &clock).unwrap();
+    let v: Value = serde_json::from_str(&store.snapshot().unwrap()).unwrap();
+    let mut back = restore(&store.snapshot().unwrap(), StoreConfig::default(), &clock).unwrap();
     for r in v["records"].as_array().unwrap() {
         let mut token = r["token"].clone();
         token["nonce"] = json!("0".repeat(32));
@@ -378,8 +394,37 @@ fn a_leaked_snapshot_lets_no_one_act_as_any_token() {
 // ---- corrupted snapshots -----------------------------------------------------
 
 fn base() -> (Value, Arc<FixedClock>) {
-    let Rich { store, clock, .. } = rich(StoreConfig::default());
-    (normalise(&store.snapshot()), clock)
+    let Rich {
+        mut store, clock, ..
+    } = rich(StoreConfig::default());
+    (normalise(&store.snapshot().unwrap()), clock)
+}
+
+/// `v` sealed with the test secret, so that restore looks below the seal.
+/// A `version` of 1 is the sealed header's; any other stays in the body (a
+/// duplicate field, refused).
+fn sealed(v: &Value) -> String {
+    let mut body = v.clone();
+    if body["version"] == json!(1) {
+        body.as_object_mut().unwrap().remove("version");
+    }
+    for field in ["key_id", "mac"] {
+        body.as_object_mut().unwrap().remove(field);
+    }
+    captoken::snapshot::seal_snapshot_text(&body.to_string(), &SECRET).unwrap()
+}
+
+/// `v`, sealed, is refused for what it holds, not for its seal.
+fn refused_sealed(v: &Value, clock: &Arc<FixedClock>, what: &str) {
+    let err = restore(&sealed(v), StoreConfig::default(), clock)
+        .err()
+        .unwrap_or_else(|| panic!("{what}: a corrupted snapshot was restored"));
+    assert_eq!(err.code(), ErrorCode::SnapshotInvalid, "{what}: {err}");
+    let text = err.to_string();
+    assert!(
+        !text.contains("seal") && !text.contains("secret"),
+        "{what}: {text}"
+    );
 }
 
 fn refused(text: &str, clock: &Arc<FixedClock>, what: &str) {
@@ -417,12 +462,12 @@ fn task_of(v: &Value, id: &str) -> usize {
 #[test]
 fn the_unmodified_base_restores() {
     let (v, clock) = base();
-    restore(&v.to_string(), StoreConfig::default(), &clock).unwrap();
+    restore(&sealed(&v), StoreConfig::default(), &clock).unwrap();
     // A record without task_id means an unbound one.
     let mut v2 = v.clone();
     let i = record_of(&v2, "op-1");
     v2["records"][i].as_object_mut().unwrap().remove("task_id");
-    let back = restore(&v2.to_string(), StoreConfig::default(), &clock).unwrap();
+    let back = restore(&sealed(&v2), StoreConfig::default(), &clock).unwrap();
     assert_eq!(back.len(), v["records"].as_array().unwrap().len());
 }
 
@@ -470,10 +515,11 @@ fn a_wrong_or_missing_version_is_refused() {
     ] {
         let mut bad = v.clone();
         bad["version"] = version.clone();
-        refused(&bad.to_string(), &clock, &format!("version {version}"));
+        refused_sealed(&bad, &clock, &format!("version {version}"));
     }
     let mut missing = v.clone();
     missing.as_object_mut().unwrap().remove("version");
+    // A sealed text always starts with version 1; without it, it is not sealed.
     refused(&missing.to_string(), &clock, "no version");
 }
 
@@ -483,15 +529,15 @@ fn unknown_or_missing_top_level_fields_are_refused() {
     for field in ["format", "records", "tasks"] {
         let mut bad = v.clone();
         bad.as_object_mut().unwrap().remove(field);
-        refused(&bad.to_string(), &clock, &format!("missing {field}"));
+        refused_sealed(&bad, &clock, &format!("missing {field}"));
     }
     let mut extra = v.clone();
     extra["secret"] = json!("x");
-    refused(&extra.to_string(), &clock, "extra top-level field");
+    refused_sealed(&extra, &clock, "extra top-level field");
     for format in [json!("v3"), json!("V2"), json!(2), json!(null)] {
         let mut bad = v.clone();
         bad["format"] = format.clone();
-        refused(&bad.to_string(), &clock, &format!("format {format}"));
+        refused_sealed(&bad, &clock, &format!("format {format}"));
     }
 }
 
@@ -501,12 +547,12 @@ fn a_duplicate_fingerprint_is_refused() {
     let mut bad = v.clone();
     let copy = bad["records"][0].clone();
     bad["records"].as_array_mut().unwrap().push(copy);
-    refused(&bad.to_string(), &clock, "duplicate record");
+    refused_sealed(&bad, &clock, "duplicate record");
     // Same fingerprint, otherwise different record.
     let mut bad = v.clone();
     let fp = bad["records"][0]["fingerprint"].clone();
     bad["records"][1]["fingerprint"] = fp;
-    refused(&bad.to_string(), &clock, "duplicate fingerprint");
+    refused_sealed(&bad, &clock, "duplicate fingerprint");
 }
 
 #[test]
@@ -530,7 +576,7 @@ fn bad_fingerprints_and_signatures_are_refused() {
         if value == json!(fp) {
             continue;
         }
-        refused(&bad.to_string(), &clock, &format!("fingerprint {value}"));
+        refused_sealed(&bad, &clock, &format!("fingerprint {value}"));
     }
     for value in [
         json!(sig.to_uppercase()),
@@ -543,7 +589,7 @@ fn bad_fingerprints_and_signatures_are_refused() {
         }
         let mut bad = v.clone();
         bad["records"][0]["token"]["sig_hex"] = value.clone();
-        refused(&bad.to_string(), &clock, &format!("sig_hex {value}"));
+        refused_sealed(&bad, &clock, &format!("sig_hex {value}"));
     }
 }
 
@@ -576,20 +622,20 @@ fn negative_and_out_of_range_numbers_are_refused() {
             &mut bad["records"][limited]["token"]
         };
         target[field] = value.clone();
-        refused(&bad.to_string(), &clock, &format!("{field} = {value}"));
+        refused_sealed(&bad, &clock, &format!("{field} = {value}"));
     }
     // Largest legal values restore.
     let mut ok = v.clone();
     ok["records"][limited]["token"]["expire_at"] = json!((1u64 << 53) - 1);
     ok["records"][limited]["token"]["max_uses"] = json!(u32::MAX);
     ok["records"][limited]["uses_left"] = json!(u32::MAX);
-    restore(&ok.to_string(), StoreConfig::default(), &clock).unwrap();
+    restore(&sealed(&ok), StoreConfig::default(), &clock).unwrap();
     // Spawn depth: negative, over u32.
     for depth in [json!(-1), json!(u64::from(u32::MAX) + 1)] {
         let mut bad = v.clone();
         let i = task_of(&bad, "root");
         bad["tasks"][i]["spawn_depth"] = depth.clone();
-        refused(&bad.to_string(), &clock, &format!("spawn_depth {depth}"));
+        refused_sealed(&bad, &clock, &format!("spawn_depth {depth}"));
     }
 }
 
@@ -606,7 +652,7 @@ fn uses_left_must_fit_max_uses() {
     ] {
         let mut bad = v.clone();
         bad["records"][i]["uses_left"] = uses.clone();
-        refused(&bad.to_string(), &clock, &format!("uses_left {uses}"));
+        refused_sealed(&bad, &clock, &format!("uses_left {uses}"));
     }
     let mut missing = v.clone();
     missing["records"][limited]
@@ -620,7 +666,7 @@ fn uses_left_must_fit_max_uses() {
     );
     let mut ok = v.clone();
     ok["records"][limited]["uses_left"] = json!(50);
-    restore(&ok.to_string(), StoreConfig::default(), &clock).unwrap();
+    restore(&sealed(&ok), StoreConfig::default(), &clock).unwrap();
 }
 
 #[test]
@@ -639,7 +685,7 @@ fn roles_must_be_wire_names() {
     ] {
         let mut bad = v.clone();
         bad["records"][i]["token"]["role"] = role.clone();
-        refused(&bad.to_string(), &clock, &format!("role {role}"));
+        refused_sealed(&bad, &clock, &format!("role {role}"));
     }
 }
 
@@ -648,16 +694,16 @@ fn a_nonce_or_any_unknown_field_is_refused() {
     let (v, clock) = base();
     let mut bad = v.clone();
     bad["records"][0]["token"]["nonce"] = json!("00112233445566778899aabbccddeeff");
-    refused(&bad.to_string(), &clock, "nonce in token");
+    refused_sealed(&bad, &clock, "nonce in token");
     let mut bad = v.clone();
     bad["records"][0]["nonce"] = json!("00112233445566778899aabbccddeeff");
-    refused(&bad.to_string(), &clock, "nonce in record");
+    refused_sealed(&bad, &clock, "nonce in record");
     let mut bad = v.clone();
     bad["records"][0]["token"]["nonce"] = json!("");
-    refused(&bad.to_string(), &clock, "empty nonce in token");
+    refused_sealed(&bad, &clock, "empty nonce in token");
     let mut bad = v.clone();
     bad["tasks"][0]["owner"] = json!("x");
-    refused(&bad.to_string(), &clock, "extra task field");
+    refused_sealed(&bad, &clock, "extra task field");
     for field in [
         "agent_id",
         "role",
@@ -671,22 +717,22 @@ fn a_nonce_or_any_unknown_field_is_refused() {
             .as_object_mut()
             .unwrap()
             .remove(field);
-        refused(&bad.to_string(), &clock, &format!("token without {field}"));
+        refused_sealed(&bad, &clock, &format!("token without {field}"));
     }
     for field in ["fingerprint", "token", "revoked"] {
         let mut bad = v.clone();
         bad["records"][0].as_object_mut().unwrap().remove(field);
-        refused(&bad.to_string(), &clock, &format!("record without {field}"));
+        refused_sealed(&bad, &clock, &format!("record without {field}"));
     }
     let mut bad = v.clone();
     bad["records"][0]["token"]["agent_id"] = json!("");
-    refused(&bad.to_string(), &clock, "empty agent_id");
+    refused_sealed(&bad, &clock, "empty agent_id");
     let mut bad = v.clone();
     bad["records"][0]["task_id"] = json!("");
-    refused(&bad.to_string(), &clock, "empty task_id");
+    refused_sealed(&bad, &clock, "empty task_id");
     let mut bad = v.clone();
     bad["records"][0]["revoked"] = json!("no");
-    refused(&bad.to_string(), &clock, "revoked as a string");
+    refused_sealed(&bad, &clock, "revoked as a string");
 }
 
 #[test]
@@ -701,7 +747,7 @@ fn the_task_tree_must_be_well_formed() {
     // Cycles.
     let mut bad = v.clone();
     set(&mut bad, "root", "parent_id", json!("grandchild"));
-    refused(&bad.to_string(), &clock, "cycle through the root");
+    refused_sealed(&bad, &clock, "cycle through the root");
     let mut bad = v.clone();
     push(
         &mut bad,
@@ -711,19 +757,19 @@ fn the_task_tree_must_be_well_formed() {
         &mut bad,
         json!({"task_id": "b", "parent_id": "a", "spawn_depth": 2}),
     );
-    refused(&bad.to_string(), &clock, "two-task cycle");
+    refused_sealed(&bad, &clock, "two-task cycle");
     let mut bad = v.clone();
     push(
         &mut bad,
         json!({"task_id": "s", "parent_id": "s", "spawn_depth": 1}),
     );
-    refused(&bad.to_string(), &clock, "self parent");
+    refused_sealed(&bad, &clock, "self parent");
     let mut bad = v.clone();
     push(
         &mut bad,
         json!({"task_id": "s", "parent_id": "s", "spawn_depth": 0}),
     );
-    refused(&bad.to_string(), &clock, "self parent at depth 0");
+    refused_sealed(&bad, &clock, "self parent at depth 0");
 
     // Dangling parent.
     let mut bad = v.clone();
@@ -731,11 +777,11 @@ fn the_task_tree_must_be_well_formed() {
         &mut bad,
         json!({"task_id": "orphan", "parent_id": "nowhere", "spawn_depth": 1}),
     );
-    refused(&bad.to_string(), &clock, "dangling parent");
+    refused_sealed(&bad, &clock, "dangling parent");
     let mut bad = v.clone();
     let i = task_of(&bad, "child");
     bad["tasks"].as_array_mut().unwrap().remove(i);
-    refused(&bad.to_string(), &clock, "removed middle task");
+    refused_sealed(&bad, &clock, "removed middle task");
 
     // Wrong depth.
     for (id, depth) in [
@@ -747,7 +793,7 @@ fn the_task_tree_must_be_well_formed() {
     ] {
         let mut bad = v.clone();
         set(&mut bad, id, "spawn_depth", json!(depth));
-        refused(&bad.to_string(), &clock, &format!("{id} at depth {depth}"));
+        refused_sealed(&bad, &clock, &format!("{id} at depth {depth}"));
     }
 
     // Duplicate id.
@@ -756,13 +802,13 @@ fn the_task_tree_must_be_well_formed() {
         &mut bad,
         json!({"task_id": "root", "parent_id": null, "spawn_depth": 0}),
     );
-    refused(&bad.to_string(), &clock, "duplicate root");
+    refused_sealed(&bad, &clock, "duplicate root");
     let mut bad = v.clone();
     push(
         &mut bad,
         json!({"task_id": "child", "parent_id": "other-root", "spawn_depth": 1}),
     );
-    refused(&bad.to_string(), &clock, "duplicate child");
+    refused_sealed(&bad, &clock, "duplicate child");
 
     // Bad ids.
     let mut bad = v.clone();
@@ -770,13 +816,13 @@ fn the_task_tree_must_be_well_formed() {
         &mut bad,
         json!({"task_id": "", "parent_id": null, "spawn_depth": 0}),
     );
-    refused(&bad.to_string(), &clock, "empty task id");
+    refused_sealed(&bad, &clock, "empty task id");
     let mut bad = v.clone();
     push(
         &mut bad,
         json!({"task_id": "x".repeat(257), "parent_id": null, "spawn_depth": 0}),
     );
-    refused(&bad.to_string(), &clock, "long task id");
+    refused_sealed(&bad, &clock, "long task id");
 
     // A valid addition restores (order in the list does not matter).
     let mut ok = v.clone();
@@ -785,7 +831,7 @@ fn the_task_tree_must_be_well_formed() {
         json!({"task_id": "deep", "parent_id": "grandchild", "spawn_depth": 3}),
     );
     ok["tasks"].as_array_mut().unwrap().reverse();
-    let back = restore(&ok.to_string(), StoreConfig::default(), &clock).unwrap();
+    let back = restore(&sealed(&ok), StoreConfig::default(), &clock).unwrap();
     assert_eq!(back.task("deep").unwrap().spawn_depth, 3);
 }
 
@@ -798,7 +844,7 @@ fn a_snapshot_of_the_other_format_is_refused() {
         ..StoreConfig::default()
     };
     let err = TokenStore::restore(
-        &v.to_string(),
+        &sealed(&v),
         &SECRET,
         mlua.clone(),
         Box::new(Arc::clone(&clock)),
@@ -809,7 +855,7 @@ fn a_snapshot_of_the_other_format_is_refused() {
     let mut relabelled = v.clone();
     relabelled["format"] = json!("mlua-swarm");
     let err = TokenStore::restore(
-        &relabelled.to_string(),
+        &sealed(&relabelled),
         &SECRET,
         mlua,
         Box::new(Arc::clone(&clock)),
@@ -822,10 +868,10 @@ fn a_snapshot_of_the_other_format_is_refused() {
         .as_object_mut()
         .unwrap()
         .remove("v");
-    refused(&stripped.to_string(), &clock, "record without v");
+    refused_sealed(&stripped, &clock, "record without v");
     let mut wrong_v = v.clone();
     wrong_v["records"][0]["token"]["v"] = json!(3);
-    refused(&wrong_v.to_string(), &clock, "record with v 3");
+    refused_sealed(&wrong_v, &clock, "record with v 3");
 }
 
 #[test]
@@ -836,7 +882,7 @@ fn a_refused_restore_leaves_the_original_store_working() {
         minted,
     } = rich(StoreConfig::default());
     let before = store.records();
-    let text = store.snapshot();
+    let text = store.snapshot().unwrap();
     refused(&text[..text.len() / 2], &clock, "half");
     assert_eq!(store.records(), before);
     store
@@ -847,11 +893,11 @@ fn a_refused_restore_leaves_the_original_store_working() {
 #[test]
 fn restore_checks_the_secret_and_config_too() {
     let Rich {
-        store,
+        mut store,
         clock,
         minted,
     } = rich(StoreConfig::default());
-    let text = store.snapshot();
+    let text = store.snapshot().unwrap();
     let err = TokenStore::restore(
         &text,
         &[1u8; 16],
@@ -860,12 +906,35 @@ fn restore_checks_the_secret_and_config_too() {
     )
     .unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidArgument);
-    // Another secret restores, but then no bearer verifies.
-    let mut other = TokenStore::restore(
+    // Another secret: the seal says so, and nothing is created.
+    let err = TokenStore::restore(
         &text,
         &OTHER_SECRET,
         StoreConfig::default(),
         Box::new(Arc::clone(&clock)),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::SnapshotInvalid);
+    assert!(
+        err.to_string().contains("the secret does not match"),
+        "{err}"
+    );
+    // Opening the unsealed body with another secret (opted in) restores, but
+    // then no bearer verifies: the records are checked against the secret.
+    let body = text.replacen(
+        &text[..text.find(",\"format\"").unwrap() + 1],
+        "{\"version\":1,",
+        1,
+    );
+    let mut other = TokenStore::restore_with(
+        &body,
+        "",
+        &OTHER_SECRET,
+        StoreConfig::default(),
+        Box::new(Arc::clone(&clock)),
+        captoken::RestoreOptions {
+            allow_unsealed: true,
+        },
     )
     .unwrap();
     for m in &minted {
@@ -881,19 +950,19 @@ fn an_edited_record_no_longer_matches_its_bearer() {
     // The record is the authority, so an edit to a record's token fields in a
     // snapshot makes the real bearer refused rather than widened.
     let Rich {
-        store,
+        mut store,
         clock,
         minted,
     } = rich(StoreConfig::default());
     let target = &minted[7]; // untracked worker, 6 uses
-    let v = normalise(&store.snapshot());
+    let v = normalise(&store.snapshot().unwrap());
     let i = v["records"]
         .as_array()
         .unwrap()
         .iter()
         .position(|r| r["fingerprint"] == json!(target.fingerprint.to_string()))
         .unwrap();
-    let mut unedited = restore(&v.to_string(), StoreConfig::default(), &clock).unwrap();
+    let mut unedited = restore(&sealed(&v), StoreConfig::default(), &clock).unwrap();
     unedited
         .verify(&target.bearer, Verb::FetchPrompt, Some("ext-1"))
         .unwrap();
@@ -906,7 +975,7 @@ fn an_edited_record_no_longer_matches_its_bearer() {
     ] {
         let mut edited = v.clone();
         edited["records"][i]["token"][field] = value.clone();
-        let mut back = restore(&edited.to_string(), StoreConfig::default(), &clock).unwrap();
+        let mut back = restore(&sealed(&edited), StoreConfig::default(), &clock).unwrap();
         for verb in [Verb::FetchPrompt, Verb::PostResult] {
             assert_eq!(
                 back.verify(&target.bearer, verb, Some("ext-1")),
@@ -933,14 +1002,14 @@ fn edited_snapshot_record_does_not_vouch_for_a_forged_token() {
         "sig_hex",
         json!("ab".repeat(32)),
     );
-    let mut doc: Value = serde_json::from_str(&store.snapshot()).unwrap();
+    let mut doc: Value = serde_json::from_str(&store.snapshot().unwrap()).unwrap();
     for record in doc["records"].as_array_mut().unwrap() {
         if record["fingerprint"] == json!(worker.fingerprint.to_string()) {
             record["token"]["role"] = json!("operator");
             record["token"]["sig_hex"] = json!("ab".repeat(32));
         }
     }
-    let mut restored = restore(&doc.to_string(), StoreConfig::default(), &clock).unwrap();
+    let mut restored = restore(&sealed(&doc), StoreConfig::default(), &clock).unwrap();
     for _ in 0..3 {
         assert_eq!(
             code(restored.verify(&forged, Verb::Heartbeat, None)),
@@ -971,7 +1040,7 @@ fn restored_records_decide_like_the_original() {
     store
         .verify(&worker.bearer, Verb::FetchPrompt, Some("t1"))
         .unwrap();
-    let mut restored = restore(&store.snapshot(), StoreConfig::default(), &clock).unwrap();
+    let mut restored = restore(&store.snapshot().unwrap(), StoreConfig::default(), &clock).unwrap();
     for expected in [Some(1), Some(0)] {
         let grant = restored
             .verify(&worker.bearer, Verb::FetchPrompt, Some("t1"))

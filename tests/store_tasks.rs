@@ -271,12 +271,21 @@ fn dispatch_on_an_unknown_task_is_refused_and_spends_nothing() {
     assert!(err.to_string().contains("nope"));
     assert_eq!(store.records(), before);
     assert_eq!(uses_left(&store, &op.fingerprint), Some(2));
-    // A worker dispatching on an unknown task likewise.
+    // A worker dispatching on its own task the store does not track likewise
+    // (it may name only its own task or one below it: "nope" is neither).
     let w = worker(&mut store, "ext", Some(2));
+    let before = store.records();
     assert_eq!(
-        code(store.dispatch_attempt(&w.bearer, "nope", MintOptions::default())),
-        ErrorCode::TaskNotFound
+        store.dispatch_attempt(&w.bearer, "ext", uses(1)),
+        Err(CapTokenError::TaskNotFound {
+            task_id: Some("ext".into())
+        })
     );
+    assert_eq!(
+        code(store.dispatch_attempt(&w.bearer, "nope", uses(1))),
+        ErrorCode::TokenTaskMismatch
+    );
+    assert_eq!(store.records(), before);
     assert_eq!(uses_left(&store, &w.fingerprint), Some(2));
 }
 
@@ -334,8 +343,15 @@ fn an_untracked_task_is_never_treated_as_depth_zero() {
         ErrorCode::TaskNotFound
     );
     store.start_task(&op.bearer, Some("ext")).unwrap();
-    let child = store.start_task(&w.bearer, Some("ext-c")).unwrap();
-    assert_eq!(child, task("ext-c", Some("ext"), 1));
+    let child = store.start_task(&w.bearer, None).unwrap();
+    assert_eq!(child.parent_id.as_deref(), Some("ext"));
+    assert_eq!(child.spawn_depth, 1);
+    assert_eq!(store.task(&child.task_id), Some(child.clone()));
+    // One level further is max_spawn_depth 2: refused.
+    assert_eq!(
+        store.start_task_under(&w.bearer, Some(&child.task_id), None),
+        Err(CapTokenError::SpawnDepthExceeded { current: 2, max: 2 })
+    );
 }
 
 #[test]
@@ -344,18 +360,27 @@ fn a_duplicate_task_id_is_refused_and_spends_nothing() {
     let op = store.attach_operator("op-1", uses(5)).unwrap();
     store.start_task(&op.bearer, Some("t1")).unwrap();
     let w = store.dispatch_attempt(&op.bearer, "t1", uses(5)).unwrap();
-    store.start_task(&w.bearer, Some("c1")).unwrap();
+    // An Operator names the child's parent and id; a Worker may name neither
+    // an id of its own nor a duplicate (its children's ids are the store's).
+    store
+        .start_task_under(&op.bearer, Some("t1"), Some("c1"))
+        .unwrap();
     let before = store.records();
     let tasks = store.tasks();
-    for (bearer, id) in [
-        (&op.bearer, "t1"),
-        (&op.bearer, "c1"),
-        (&w.bearer, "t1"),
-        (&w.bearer, "c1"),
+    for (bearer, parent, id) in [
+        (&op.bearer, None, "t1"),
+        (&op.bearer, None, "c1"),
+        (&op.bearer, Some("t1"), "c1"),
+        (&op.bearer, Some("c1"), "t1"),
+        (&w.bearer, None, "t1"),
+        (&w.bearer, None, "c1"),
+        (&w.bearer, Some("c1"), "c1"),
+        (&w.bearer, None, "fresh"),
     ] {
         assert_eq!(
-            code(store.start_task(bearer, Some(id))),
-            ErrorCode::InvalidArgument
+            code(store.start_task_under(bearer, parent, Some(id))),
+            ErrorCode::InvalidArgument,
+            "{parent:?} {id}"
         );
     }
     for bad in ["", &"x".repeat(257)] {
@@ -367,6 +392,8 @@ fn a_duplicate_task_id_is_refused_and_spends_nothing() {
     assert_eq!(store.records(), before);
     assert_eq!(store.tasks(), tasks);
     assert_eq!(store.task("c1"), Some(task("c1", Some("t1"), 1)));
+    assert_eq!(store.task("fresh"), None);
+    assert_eq!(uses_left(&store, &w.fingerprint), Some(5));
 }
 
 #[test]
@@ -384,15 +411,30 @@ fn failed_compound_calls_spend_nothing_even_on_one_time_tokens() {
         code(store.start_task(&w.bearer, None)),
         ErrorCode::SpawnDepthExceeded
     );
-    // task not found
+    // outside the worker's subtree
     assert_eq!(
         code(store.dispatch_attempt(&w.bearer, "missing", MintOptions::default())),
+        ErrorCode::TokenTaskMismatch
+    );
+    // task not found
+    let untracked = worker(&mut store, "gone", Some(1));
+    assert_eq!(
+        code(store.dispatch_attempt(&untracked.bearer, "gone", uses(1))),
         ErrorCode::TaskNotFound
     );
+    assert_eq!(uses_left(&store, &untracked.fingerprint), Some(1));
     assert_eq!(
         code(store.dispatch_attempt(&op.bearer, "missing", MintOptions::default())),
         ErrorCode::TaskNotFound
     );
+    // a dispatch that would hand on a budget the worker does not have beyond
+    // this call's own use
+    for options in [MintOptions::default(), uses(1)] {
+        assert_eq!(
+            code(store.dispatch_attempt(&w.bearer, "t", options)),
+            ErrorCode::TokenUsesExhausted
+        );
+    }
     // duplicate task id
     assert_eq!(
         code(store.start_task(&op.bearer, Some("t"))),
@@ -407,7 +449,7 @@ fn failed_compound_calls_spend_nothing_even_on_one_time_tokens() {
     assert_eq!(uses_left(&store, &w.fingerprint), Some(1));
     // The one use is still there for a call that succeeds.
     store
-        .dispatch_attempt(&w.bearer, "t", MintOptions::default())
+        .verify(&w.bearer, Verb::PostResult, Some("t"))
         .unwrap();
     assert_eq!(uses_left(&store, &w.fingerprint), Some(0));
     store.start_task(&op.bearer, Some("t2")).unwrap();
@@ -468,22 +510,40 @@ fn start_task_and_dispatch_spend_one_use_of_the_caller() {
     let (mut store, _clock) = store();
     let op = operator(&mut store);
     store.start_task(&op.bearer, Some("t")).unwrap();
-    let w = store.dispatch_attempt(&op.bearer, "t", uses(3)).unwrap();
-    store.start_task(&w.bearer, Some("c")).unwrap();
-    assert_eq!(uses_left(&store, &w.fingerprint), Some(2));
+    let w = store.dispatch_attempt(&op.bearer, "t", uses(4)).unwrap();
+    let c = store.start_task(&w.bearer, None).unwrap();
+    assert_eq!(c.parent_id.as_deref(), Some("t"));
+    assert_eq!(uses_left(&store, &w.fingerprint), Some(3));
+    // A limited worker's dispatch spends its one use plus the budget it hands
+    // on; with no budget named it is refused and spends nothing.
+    assert_eq!(
+        code(store.dispatch_attempt(&w.bearer, &c.task_id, MintOptions::default())),
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(uses_left(&store, &w.fingerprint), Some(3));
     let child_worker = store
-        .dispatch_attempt(&w.bearer, "c", MintOptions::default())
+        .dispatch_attempt(&w.bearer, &c.task_id, uses(1))
         .unwrap();
     assert_eq!(uses_left(&store, &w.fingerprint), Some(1));
-    assert_eq!(uses_left(&store, &child_worker.fingerprint), None);
+    assert_eq!(uses_left(&store, &child_worker.fingerprint), Some(1));
+    assert_eq!(child_worker.token.max_uses, Some(1));
     assert_eq!(
         store
             .record(&child_worker.fingerprint)
             .unwrap()
             .task_id
             .as_deref(),
-        Some("c")
+        Some(c.task_id.as_str())
     );
+    // An unlimited worker spends nothing countable and may hand on anything.
+    let free = store
+        .dispatch_attempt(&op.bearer, "t", MintOptions::default())
+        .unwrap();
+    let unlimited_child = store
+        .dispatch_attempt(&free.bearer, &c.task_id, MintOptions::default())
+        .unwrap();
+    assert_eq!(uses_left(&store, &unlimited_child.fingerprint), None);
+    assert_eq!(uses_left(&store, &free.fingerprint), None);
 }
 
 #[test]
@@ -494,10 +554,14 @@ fn listings_are_ordered_tasks_by_depth_then_id_records_by_fingerprint() {
         store.start_task(&op.bearer, Some(root)).unwrap();
     }
     for (parent, child) in [("r-c", "c-a"), ("r-a", "c-b"), ("r-b", "b"), ("r-a", "a")] {
-        let w = store
-            .dispatch_attempt(&op.bearer, parent, MintOptions::default())
+        // The Operator names children; a Worker's get ids from the store.
+        store
+            .start_task_under(&op.bearer, Some(parent), Some(child))
             .unwrap();
-        store.start_task(&w.bearer, Some(child)).unwrap();
+        let w = store
+            .dispatch_attempt(&op.bearer, child, MintOptions::default())
+            .unwrap();
+        store.start_task(&w.bearer, None).unwrap();
     }
     let ids: Vec<(u32, String)> = store
         .tasks()
@@ -507,7 +571,7 @@ fn listings_are_ordered_tasks_by_depth_then_id_records_by_fingerprint() {
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(ids, expected);
-    assert_eq!(ids.len(), 7);
+    assert_eq!(ids.len(), 11);
     let fingerprints: Vec<_> = store.records().into_iter().map(|(fp, _)| fp).collect();
     let mut expected = fingerprints.clone();
     expected.sort();

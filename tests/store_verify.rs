@@ -1,4 +1,4 @@
-//! "Verifying a call": every step of SPEC.md in order, check() versus verify(),
+//! "Deciding a call": every step of docs/protocol.md in order, check() versus verify(),
 //! and what a Grant carries.
 #![allow(
     clippy::unwrap_used,
@@ -496,16 +496,17 @@ fn a_well_signed_token_the_store_never_recorded_is_not_found() {
 
 // ---- step 6: ownership -------------------------------------------------------
 
-const GATED: [Verb; 5] = [
+const GATED: [Verb; 6] = [
     Verb::FetchPrompt,
     Verb::PostResult,
+    Verb::EmitOutput,
     Verb::ReadTaskState,
     Verb::CancelTask,
     Verb::PollTask,
 ];
 
 #[test]
-fn the_ownership_gated_verbs_are_exactly_the_five_of_the_spec() {
+fn the_ownership_gated_verbs_are_exactly_the_six_of_the_spec() {
     let mut gated: Vec<Verb> = Verb::ALL
         .into_iter()
         .filter(|v| v.is_ownership_gated())
@@ -514,6 +515,13 @@ fn the_ownership_gated_verbs_are_exactly_the_five_of_the_spec() {
     gated.sort();
     expected.sort();
     assert_eq!(gated, expected);
+    // start_task and dispatch_attempt are gated to the bound task's subtree.
+    let subtree: Vec<Verb> = Verb::ALL
+        .into_iter()
+        .filter(|v| v.is_subtree_gated())
+        .collect();
+    assert_eq!(subtree, vec![Verb::StartTask, Verb::DispatchAttempt]);
+    assert!(subtree.iter().all(|v| !v.is_ownership_gated()));
 }
 
 #[test]
@@ -559,17 +567,27 @@ fn a_worker_must_name_its_bound_task_for_task_state_verbs() {
         }
         assert_eq!(uses_left(&store, &w.fingerprint), before);
     }
-    assert_eq!(uses_left(&store, &w.fingerprint), Some(95));
+    assert_eq!(uses_left(&store, &w.fingerprint), Some(94));
 }
 
 #[test]
 fn other_worker_verbs_ignore_the_task_argument() {
     let (mut store, _clock) = store();
     let w = worker(&mut store, "t1", None);
-    for verb in [Verb::FetchData, Verb::VerifyToken, Verb::EmitOutput] {
+    for verb in [Verb::FetchData, Verb::VerifyToken] {
         for arg in [None, Some("t1"), Some("elsewhere")] {
             store.verify(&w.bearer, verb, arg).unwrap();
         }
+    }
+    // emit_output is not among them any more: it writes the task's output.
+    store
+        .verify(&w.bearer, Verb::EmitOutput, Some("t1"))
+        .unwrap();
+    for arg in [None, Some("elsewhere")] {
+        assert_eq!(
+            code(store.verify(&w.bearer, Verb::EmitOutput, arg)),
+            ErrorCode::TokenTaskMismatch
+        );
     }
 }
 
@@ -595,25 +613,73 @@ fn an_unbound_worker_cannot_touch_any_task_state() {
 }
 
 #[test]
-fn start_task_and_dispatch_attempt_are_exempt_from_ownership() {
+fn start_task_and_dispatch_attempt_are_gated_to_the_bound_subtree() {
     let (mut store, _clock) = store();
     let op = operator(&mut store);
     store.start_task(&op.bearer, Some("mine")).unwrap();
     store.start_task(&op.bearer, Some("theirs")).unwrap();
+    store
+        .start_task_under(&op.bearer, Some("mine"), Some("mine-c"))
+        .unwrap();
+    store
+        .start_task_under(&op.bearer, Some("mine-c"), Some("mine-gc"))
+        .unwrap();
+    store
+        .start_task_under(&op.bearer, Some("theirs"), Some("theirs-c"))
+        .unwrap();
     let w = store
         .dispatch_attempt(&op.bearer, "mine", MintOptions::default())
         .unwrap();
-    for arg in [None, Some("mine"), Some("theirs"), Some("unknown")] {
+    // Its own task, anything below it, or (start_task) no task at all.
+    for arg in [None, Some("mine"), Some("mine-c"), Some("mine-gc")] {
         store.check(&w.bearer, Verb::StartTask, arg).unwrap();
         store.verify(&w.bearer, Verb::DispatchAttempt, arg).unwrap();
     }
-    // The compound calls go through too: a worker may dispatch on another task.
-    let other = store
-        .dispatch_attempt(&w.bearer, "theirs", MintOptions::default())
+    // Anything else is a mismatch: another tree, a task above, an unknown one,
+    // a near miss of its own id.
+    for arg in ["theirs", "theirs-c", "unknown", "min", "mine "] {
+        for verb in [Verb::StartTask, Verb::DispatchAttempt] {
+            assert_eq!(
+                store.check(&w.bearer, verb, Some(arg)),
+                Err(CapTokenError::TokenTaskMismatch {
+                    fingerprint: w.fingerprint,
+                    bound: Some("mine".into()),
+                    arg: Some(arg.into()),
+                }),
+                "{verb} {arg}"
+            );
+        }
+    }
+    // A worker below cannot reach up to its parent's task.
+    let below = store
+        .dispatch_attempt(&op.bearer, "mine-c", MintOptions::default())
         .unwrap();
-    assert_eq!(other.token.agent_id, "worker-of-theirs");
-    let child = store.start_task(&w.bearer, Some("child")).unwrap();
+    assert_eq!(
+        code(store.check(&below.bearer, Verb::DispatchAttempt, Some("mine"))),
+        ErrorCode::TokenTaskMismatch
+    );
+    // The compound calls agree: dispatch below works, on another tree it does not.
+    let under = store
+        .dispatch_attempt(&w.bearer, "mine-gc", MintOptions::default())
+        .unwrap();
+    assert_eq!(under.token.agent_id, "worker-of-mine-gc");
+    let len = store.len();
+    assert_eq!(
+        code(store.dispatch_attempt(&w.bearer, "theirs", MintOptions::default())),
+        ErrorCode::TokenTaskMismatch
+    );
+    assert_eq!(
+        code(store.start_task_under(&w.bearer, Some("theirs"), None)),
+        ErrorCode::TokenTaskMismatch
+    );
+    assert_eq!(store.len(), len);
+    let child = store.start_task(&w.bearer, None).unwrap();
     assert_eq!(child.parent_id.as_deref(), Some("mine"));
+    let deeper = store
+        .start_task_under(&w.bearer, Some("mine-c"), None)
+        .unwrap();
+    assert_eq!(deeper.parent_id.as_deref(), Some("mine-c"));
+    assert_eq!(deeper.spawn_depth, 2);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 // The operator console: the page is the orchestrator. The token state lives
 // in the WebAssembly TokenStore; this module wires it to the page, keeps the
 // bearers minted here, and persists everything to IndexedDB after each change.
-import init, { TokenStore } from 'captoken/web';
+// By path, not through an import map: the page's CSP allows no inline script.
+import init, { TokenStore } from '/js/web.js';
 import { loadState, saveState } from './store-db.js';
 import {
   VERBS, rolesFor, h, shortFp, nowSecs, formatRemaining, clockTime, fileStamp,
@@ -139,6 +140,11 @@ function notify(kind, text, code) {
   if (kind === 'ok') noticeTimer = setTimeout(() => { el.hidden = true; }, 8000);
 }
 
+function clearNotice() {
+  clearTimeout(noticeTimer);
+  $('notice').hidden = true;
+}
+
 function notifyError(prefix, err) {
   const { code, message } = describeError(err);
   notify('error', `${prefix}: ${message}`, code);
@@ -184,7 +190,8 @@ export const api = {
     const minted = requireStore().attachOperator(agentId);
     rememberBearer(minted);
     app.actingOperator = minted.fingerprint;
-    audit({ call: 'mint', verb: 'attach_session', fingerprint: minted.fingerprint, taskId: null, allowed: true, message: `operator ${agentId} attached` });
+    // Attaching mints a session token; nothing is verified, so no verb.
+    audit({ call: 'attach', verb: '', fingerprint: minted.fingerprint, taskId: null, allowed: true, message: `operator ${agentId} attached: session token minted` });
     changed();
     return minted;
   },
@@ -209,7 +216,7 @@ export const api = {
       rememberTask(info);
       app.flash.add(`fp:${fp}`);
       if (parent) app.refusals.delete(parent);
-      audit({ call: 'verify', verb: 'start_task', fingerprint: fp, taskId: info.taskId, allowed: true, message: `task ${info.taskId} at depth ${info.spawnDepth}` });
+      audit({ call: 'start', verb: 'start_task', fingerprint: fp, taskId: info.taskId, allowed: true, message: `task ${info.taskId} at depth ${info.spawnDepth}` });
       return info;
     } catch (err) {
       const { code, message } = describeError(err);
@@ -217,7 +224,7 @@ export const api = {
         app.refusals.set(parent, { fingerprint: fp, code, message, at: Date.now() });
         app.flash.add(`refusal:${parent}`);
       }
-      audit({ call: 'verify', verb: 'start_task', fingerprint: fp, taskId: parent, allowed: false, code, message });
+      audit({ call: 'start', verb: 'start_task', fingerprint: fp, taskId: parent, allowed: false, code, message });
       throw err;
     } finally {
       changed();
@@ -230,11 +237,11 @@ export const api = {
       const minted = store.dispatchAttempt(bearerOf(fp), taskId, options);
       rememberBearer(minted);
       app.flash.add(`fp:${fp}`);
-      audit({ call: 'verify', verb: 'dispatch_attempt', fingerprint: fp, taskId, allowed: true, message: `worker token ${shortFp(minted.fingerprint)} minted` });
+      audit({ call: 'dispatch', verb: 'dispatch_attempt', fingerprint: fp, taskId, allowed: true, message: `worker token ${shortFp(minted.fingerprint)} minted` });
       return minted;
     } catch (err) {
       const { code, message } = describeError(err);
-      audit({ call: 'verify', verb: 'dispatch_attempt', fingerprint: fp, taskId, allowed: false, code, message });
+      audit({ call: 'dispatch', verb: 'dispatch_attempt', fingerprint: fp, taskId, allowed: false, code, message });
       throw err;
     } finally {
       changed();
@@ -552,8 +559,9 @@ function renderTokens() {
         r.token.role === 'worker'
           ? small('Remint', 'Remint', () => guarded('Remint', () => {
             const minted = api.remint(fp);
-            notify('ok', `Reminted ${shortFp(fp)} as ${shortFp(minted.fingerprint)} (uses ${minted.token.max_uses ?? '∞'}, fresh expiry); the old token is revoked.`);
-          }), { disabled: !known || r.revoked, action: 'remint', title: 'Remint a late worker token: same agent, scopes and task; a fresh expiry' })
+            const lifetime = minted.token.expire_at - minted.token.issued_at;
+            notify('ok', `Reminted ${shortFp(fp)} as ${shortFp(minted.fingerprint)} (uses ${minted.token.max_uses ?? '∞'}, the same ${lifetime}s lifetime from now); the old token is revoked.`);
+          }), { disabled: !known || r.revoked, action: 'remint', title: 'Remint a late worker token (at most one lifetime late): same agent, scopes, task and lifetime, counted from now' })
           : null,
         small('Revoke', 'Revoke', () => guarded('Revoke', () => {
           api.revoke(fp);
@@ -657,6 +665,18 @@ function renderTree() {
   root.replaceChildren(h('ul', { class: 'tree-root' }, roots.map(node)));
 }
 
+// What the audit log calls each action, in words an operator uses; the Verb
+// column names the verb the acting token was verified for (none for attach
+// and mint, which verify nothing).
+const CALL_LABELS = { attach: 'attach operator', start: 'start task', dispatch: 'dispatch' };
+const CALL_TITLES = {
+  attach: 'an operator session token was minted',
+  start: "the acting token was verified for start_task (one use spent), then the task was created",
+  dispatch: 'the acting token was verified for dispatch_attempt (one use spent), then a worker token was minted',
+  check: 'decided without spending a use',
+  verify: 'decided, spending one use when allowed',
+};
+
 function renderAudit() {
   const tbody = $('audit').tBodies[0];
   const deniedOnly = $('audit-denied-only').checked;
@@ -667,7 +687,7 @@ function renderAudit() {
   }
   tbody.replaceChildren(...entries.map((e) => h('tr', { dataset: { allowed: String(e.allowed), code: e.code ?? '', call: e.call } },
     h('td', { 'data-label': 'Time', title: new Date(e.at).toISOString() }, clockTime(e.at)),
-    h('td', { 'data-label': 'Call' }, h('span', { class: `call call-${e.call}` }, e.call)),
+    h('td', { 'data-label': 'Call' }, h('span', { class: `call call-${e.call}`, title: CALL_TITLES[e.call] ?? '' }, CALL_LABELS[e.call] ?? e.call)),
     h('td', { 'data-label': 'Fingerprint' }, fpCode(e.fingerprint)),
     h('td', { 'data-label': 'Verb' }, e.verb ? h('code', {}, e.verb) : h('span', { class: 'muted' }, '—')),
     h('td', { 'data-label': 'Task' }, e.taskId ? h('code', { class: 'task-ref' }, e.taskId) : h('span', { class: 'muted' }, '—')),
@@ -718,6 +738,8 @@ function dispatchOptions() {
 
 /** Run a UI action: count it as busy, show its error, never let it escape. */
 async function guarded(label, fn, { refusal = false } = {}) {
+  // A notice speaks of the last action only: the next one takes it down.
+  clearNotice();
   busy(+1);
   try {
     await fn();

@@ -26,6 +26,8 @@ export function h(tag, attrs, ...children) {
     if (key === 'class') el.className = value;
     else if (key === 'dataset') Object.assign(el.dataset, value);
     else if (key === 'text') el.textContent = value;
+    // Through the CSSOM: the CSP refuses inline style attributes.
+    else if (key === 'style') el.style.cssText = value;
     else if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
     else el.setAttribute(key, value === true ? '' : String(value));
   }

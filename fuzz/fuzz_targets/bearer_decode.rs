@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// The secret the seed corpus bearers are signed with (see fuzz/README.md).
 const SECRET: [u8; 32] = [7u8; 32];
-/// The seed corpus' clock: the SPEC's example time.
+/// The seed corpus' clock: the protocol's example time.
 const T0: u64 = 1_764_150_000;
 
 fn store(format: SigningFormat) -> TokenStore {
@@ -49,9 +49,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = store.attach_operator("op-1", MintOptions::default());
         if let Ok(fingerprint) = store.adopt(text, Some("t1")) {
             // Adopting a token already recorded changes nothing.
-            let before = store.snapshot();
+            let before = store.snapshot().expect("a snapshot");
             assert_eq!(store.adopt(text, None).ok(), Some(fingerprint));
-            assert_eq!(store.snapshot(), before, "a second adopt changed the state");
+            assert_eq!(store.snapshot().expect("a snapshot"), before, "a second adopt changed the state");
         }
         let signed_ok = decoded
             .as_ref()
@@ -63,9 +63,9 @@ fuzz_target!(|data: &[u8]| {
         };
         for &verb in verbs {
             for task in [None, Some("t1")] {
-                let before = store.snapshot();
+                let before = store.snapshot().expect("a snapshot");
                 let checked = store.check(text, verb, task);
-                assert_eq!(store.snapshot(), before, "check changed the state");
+                assert_eq!(store.snapshot().expect("a snapshot"), before, "check changed the state");
                 let verified = store.verify(text, verb, task);
                 match (&checked, &verified) {
                     (Ok(_), Ok(_)) => {}
@@ -76,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
                     Ok(_) => assert!(signed_ok, "allowed a token without a good signature"),
                     Err(error) => {
                         assert_eq!(
-                            store.snapshot(),
+                            store.snapshot().expect("a snapshot"),
                             before,
                             "a refused verify changed the state"
                         );
@@ -96,7 +96,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = store.dispatch_attempt(text, "t1", MintOptions::default());
         let _ = store.remint(text);
         let _ = store.mint("x", Role::Worker, MintOptions::default());
-        let snapshot = store.snapshot();
+        let snapshot = store.snapshot().expect("a snapshot");
         if let Ok(token) = &decoded {
             assert!(
                 !snapshot.contains(&token.nonce),

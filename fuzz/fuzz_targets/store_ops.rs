@@ -3,8 +3,18 @@
 //!
 //! * the uses left of a fingerprint never grow (`None` stays `None`);
 //! * a revoked fingerprint stays revoked and is never accepted again;
-//! * a token is accepted at most `max_uses` times (a one-time token once), and
-//!   a remint chain at most its first token's `max_uses` times in all;
+//! * a token spends at most `max_uses` uses (a one-time token once; a limited
+//!   Worker's dispatch spends one plus the budget it hands on), and a remint
+//!   chain at most its first token's `max_uses` in all;
+//! * a Worker-minted token is never wider than its minter (scopes within its
+//!   scopes, expiry no later, limited when the minter is), and a limited
+//!   Worker and everything minted or reminted below it make at most its
+//!   budget of calls in all;
+//! * a Worker never chooses a task id, and never names a task outside its
+//!   own subtree in start_task or dispatch_attempt;
+//! * no task sits at or past `max_spawn_depth`, the store never holds more
+//!   records or tasks than its (small) limits, and every `ERR_LIMIT_EXCEEDED`
+//!   names one of the configured limits with its value;
 //! * a record that is gone (purged) never comes back;
 //! * `check` never changes the state (snapshot text before and after), and
 //!   decides as `verify` then does;
@@ -16,6 +26,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
+use captoken::store::Limits;
 use captoken::{
     CapToken, CapTokenError, ErrorCode, Fingerprint, FixedClock, Grant, MintOptions, Minted, Role,
     StoreConfig, TokenStore, Verb,
@@ -29,6 +40,8 @@ const SECRET: [u8; 32] = [7u8; 32];
 const T0: u64 = 1_764_150_000;
 const FIXED_TASKS: [&str; 4] = ["t0", "t1", "t2", "ext"];
 const MAX_OPS: usize = 96;
+/// The scopes a dispatch may ask for: a mask over these (0 asks for none).
+const SCOPE_NAMES: [&str; 3] = ["read", "write", "*"];
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -60,14 +73,19 @@ enum Op {
     RevokeTask {
         task: u8,
     },
+    /// `start_task_under(parent, task)`.
     StartTask {
         token: u8,
+        parent: Option<u8>,
         task: Option<u8>,
     },
+    /// `task` `None` is the caller's own bound task (a tracked one if any).
     Dispatch {
         token: u8,
-        task: u8,
+        task: Option<u8>,
         max_uses: Option<u8>,
+        scopes: Option<u8>,
+        ttl: Option<u16>,
     },
     Remint {
         token: u8,
@@ -89,6 +107,11 @@ struct Tok {
     fp: Fingerprint,
     max_uses: Option<u32>,
     lineage: usize,
+    /// The Worker token whose budget this one came out of: the Worker that
+    /// dispatched it, or the token it was reminted from.
+    minter: Option<usize>,
+    /// Calls allowed with this very token.
+    calls: u32,
 }
 
 struct Lineage {
@@ -113,12 +136,54 @@ struct World {
     tasks: Vec<String>,
 }
 
+/// Small limits and a shallow tree, so that sequences reach them.
 fn config() -> StoreConfig {
-    StoreConfig::default()
+    StoreConfig {
+        max_spawn_depth: 3,
+        limits: Limits {
+            max_records: 48,
+            max_tasks: 24,
+            max_tasks_per_tree: 12,
+            max_children_per_task: 4,
+            max_made_per_worker_token: 6,
+        },
+        ..StoreConfig::default()
+    }
+}
+
+/// The limit an `ERR_LIMIT_EXCEEDED` names must be one of the store's, with its value.
+fn known_limit(error: &CapTokenError) {
+    if let CapTokenError::LimitExceeded { limit, max } = error {
+        let limits = config().limits;
+        let expected = match *limit {
+            "maxRecords" => limits.max_records,
+            "maxTasks" => limits.max_tasks,
+            "maxTasksPerTree" => limits.max_tasks_per_tree,
+            "maxChildrenPerTask" => limits.max_children_per_task,
+            "maxMadePerWorkerToken" => limits.max_made_per_worker_token,
+            other => panic!("unknown limit {other}"),
+        };
+        assert_eq!(*max, u64::from(expected), "limit {limit}");
+    }
+}
+
+fn scope_list(mask: Option<u8>) -> Option<Vec<String>> {
+    mask.map(|mask| {
+        SCOPE_NAMES
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| mask & (1 << bit) != 0)
+            .map(|(_, name)| (*name).to_owned())
+            .collect()
+    })
 }
 
 fn normalised(snapshot: &str) -> Value {
     let mut value: Value = serde_json::from_str(snapshot).expect("a snapshot is JSON");
+    // The MAC covers the records in their written order.
+    if let Some(object) = value.as_object_mut() {
+        object.remove("mac");
+    }
     if let Some(records) = value.get_mut("records").and_then(Value::as_array_mut) {
         records.sort_by(|a, b| a["fingerprint"].as_str().cmp(&b["fingerprint"].as_str()));
     }
@@ -164,7 +229,7 @@ impl World {
         }
     }
 
-    fn add(&mut self, minted: &Minted, lineage: Option<usize>) {
+    fn add(&mut self, minted: &Minted, lineage: Option<usize>, minter: Option<usize>) {
         let lineage = lineage.unwrap_or_else(|| {
             self.lineages.push(Lineage {
                 budget: minted.token.max_uses,
@@ -191,24 +256,45 @@ impl World {
             fp: minted.fingerprint,
             max_uses: minted.token.max_uses,
             lineage,
+            minter,
+            calls: 0,
         });
+    }
+
+    /// Whether `task` is `bound` or a task below it, by the store's task table.
+    fn in_subtree(&self, task: &str, bound: &str) -> bool {
+        let mut at = Some(task.to_owned());
+        while let Some(id) = at {
+            if id == bound {
+                return true;
+            }
+            at = self.store.task(&id).and_then(|t| t.parent_id);
+        }
+        false
     }
 
     /// A call by token `i` was allowed and spent one use.
     fn accepted(&mut self, i: usize) {
+        self.spent(i, 1);
+    }
+
+    /// A call by token `i` was allowed and spent `uses` uses (one, plus the
+    /// budget a limited Worker hands on when it dispatches).
+    fn spent(&mut self, i: usize, uses: u32) {
+        self.tokens[i].calls += 1;
         let tok = &self.tokens[i];
         let seen = self.seen.get_mut(&tok.fp).expect("a known token");
         assert!(!seen.revoked, "a revoked token was accepted");
         assert!(!seen.gone, "a purged token was accepted");
-        seen.accepted += 1;
+        seen.accepted += uses;
         if let Some(max) = tok.max_uses {
             assert!(
                 seen.accepted <= max,
-                "a token was accepted more than max_uses times"
+                "a token spent more than max_uses uses"
             );
         }
         let lineage = &mut self.lineages[tok.lineage];
-        lineage.accepted += 1;
+        lineage.accepted += uses;
         if let Some(budget) = lineage.budget {
             assert!(
                 lineage.accepted <= budget,
@@ -225,6 +311,33 @@ impl World {
 
     fn refused(&self, error: &CapTokenError) {
         self.no_nonce_in(&format!("{error} {error:?}"));
+    }
+
+    /// A limited Worker and everything minted or reminted out of its budget
+    /// make at most its budget of calls in all; no task sits at or past the
+    /// spawn-depth cap; the store stays within its limits.
+    fn check_trees(&self) {
+        let mut calls: Vec<u32> = self.tokens.iter().map(|t| t.calls).collect();
+        // A minter always comes before what it mints.
+        for i in (0..self.tokens.len()).rev() {
+            if let Some(minter) = self.tokens[i].minter {
+                calls[minter] += calls[i];
+            }
+        }
+        for (i, tok) in self.tokens.iter().enumerate() {
+            if let Some(budget) = tok.max_uses {
+                assert!(
+                    calls[i] <= budget,
+                    "a Worker's subtree made {} calls on a budget of {budget}",
+                    calls[i]
+                );
+            }
+        }
+        let config = config();
+        let tasks = self.store.tasks();
+        assert!(tasks.iter().all(|t| t.spawn_depth < config.max_spawn_depth));
+        assert!(tasks.len() <= config.limits.max_tasks as usize);
+        assert!(self.store.len() <= config.limits.max_records as usize);
     }
 
     /// The invariants that hold between any two steps.
@@ -259,7 +372,7 @@ impl World {
     }
 
     fn step(&mut self, op: &Op) {
-        let before = self.store.snapshot();
+        let before = self.store.snapshot().expect("a snapshot");
         let mut changed = true;
         let mut purged = false;
         match *op {
@@ -277,7 +390,7 @@ impl World {
                     scopes: None,
                 };
                 match self.store.mint("agent-7", role, options) {
-                    Ok(minted) => self.add(&minted, None),
+                    Ok(minted) => self.add(&minted, None, None),
                     Err(error) => {
                         self.refused(&error);
                         changed = false;
@@ -293,7 +406,7 @@ impl World {
                 let task = self.opt_task(task);
                 let bearer = self.tokens[i].bearer.clone();
                 let checked = self.store.check(&bearer, verb(v), task.as_deref());
-                assert_eq!(self.store.snapshot(), before, "check changed the state");
+                assert_eq!(self.store.snapshot().expect("a snapshot"), before, "check changed the state");
                 let verified = self.store.verify(&bearer, verb(v), task.as_deref());
                 match (&checked, &verified) {
                     (Ok(_), Ok(_)) | (Err(_), Err(_)) => {}
@@ -378,20 +491,44 @@ impl World {
                 let task = self.task(task);
                 changed = self.store.revoke_task(&task) > 0;
             }
-            Op::StartTask { token, task } => {
+            Op::StartTask {
+                token,
+                parent,
+                task,
+            } => {
                 let Some(i) = self.token(token) else { return };
+                let parent = self.opt_task(parent);
                 let task = self.opt_task(task);
                 let bearer = self.tokens[i].bearer.clone();
-                match self.store.start_task(&bearer, task.as_deref()) {
+                let caller = self.store.record(&self.tokens[i].fp);
+                match self
+                    .store
+                    .start_task_under(&bearer, parent.as_deref(), task.as_deref())
+                {
                     Ok(info) => {
                         self.accepted(i);
                         assert_eq!(self.store.task(&info.task_id).as_ref(), Some(&info));
                         assert!(info.spawn_depth < self.store.config().max_spawn_depth);
+                        let caller = caller.expect("the caller's record");
+                        if caller.token.role == Role::Worker {
+                            assert!(task.is_none(), "a Worker chose a task id");
+                            let bound = caller.task_id.expect("a spawning Worker is bound");
+                            let parent = info.parent_id.as_deref().expect("a Worker's child");
+                            assert!(
+                                self.in_subtree(parent, &bound),
+                                "a Worker started a task outside its subtree"
+                            );
+                        } else if let Some(parent) = &parent {
+                            assert_eq!(info.parent_id.as_ref(), Some(parent));
+                        } else {
+                            assert_eq!(info.spawn_depth, 0);
+                        }
                         if !FIXED_TASKS.contains(&info.task_id.as_str()) {
                             self.tasks.push(info.task_id);
                         }
                     }
                     Err(error) => {
+                        known_limit(&error);
                         self.refused(&error);
                         changed = false;
                     }
@@ -401,27 +538,70 @@ impl World {
                 token,
                 task,
                 max_uses,
+                scopes,
+                ttl,
             } => {
                 let Some(i) = self.token(token) else { return };
-                let task = self.task(task);
+                let caller = self.store.record(&self.tokens[i].fp);
+                let task = match task {
+                    Some(task) => self.task(task),
+                    None => caller
+                        .as_ref()
+                        .and_then(|r| r.task_id.clone())
+                        .unwrap_or_else(|| self.task(0)),
+                };
                 let bearer = self.tokens[i].bearer.clone();
                 let options = MintOptions {
                     max_uses: small_uses(max_uses),
-                    ..MintOptions::default()
+                    scopes: scope_list(scopes),
+                    ttl_secs: ttl.map(u64::from),
+                    task_id: None,
                 };
+                let asked = options.max_uses;
                 match self.store.dispatch_attempt(&bearer, &task, options) {
                     Ok(minted) => {
-                        self.accepted(i);
+                        let caller = caller.expect("the caller's record");
                         assert_eq!(minted.token.role, Role::Worker);
                         assert_eq!(
                             self.store
                                 .record(&minted.fingerprint)
                                 .and_then(|r| r.task_id),
-                            Some(task)
+                            Some(task.clone())
                         );
-                        self.add(&minted, None);
+                        let worker = caller.token.role == Role::Worker;
+                        let mut handed = 0;
+                        if worker {
+                            // Never wider than the minter.
+                            let bound = caller
+                                .task_id
+                                .clone()
+                                .expect("a dispatching Worker is bound");
+                            assert!(
+                                self.in_subtree(&task, &bound),
+                                "dispatch outside the subtree"
+                            );
+                            if caller.token.scopes != ["*"] {
+                                assert!(
+                                    minted
+                                        .token
+                                        .scopes
+                                        .iter()
+                                        .all(|s| caller.token.scopes.contains(s)),
+                                    "a Worker minted wider scopes"
+                                );
+                            }
+                            assert!(minted.token.expire_at <= caller.token.expire_at);
+                            if caller.uses_left.is_some() {
+                                assert_eq!(minted.token.max_uses, asked);
+                                handed = asked.expect("a limited Worker names maxUses");
+                                assert!(handed >= 1);
+                            }
+                        }
+                        self.spent(i, 1 + handed);
+                        self.add(&minted, None, worker.then_some(i));
                     }
                     Err(error) => {
+                        known_limit(&error);
                         self.refused(&error);
                         changed = false;
                     }
@@ -454,7 +634,7 @@ impl World {
                             "remint left the old token live"
                         );
                         let lineage = self.tokens[i].lineage;
-                        self.add(&minted, Some(lineage));
+                        self.add(&minted, Some(lineage), Some(i));
                     }
                     Err(error) => {
                         self.refused(&error);
@@ -474,7 +654,7 @@ impl World {
                         // changes nothing (a purged one is expired and is refused).
                         assert!(!gone, "a purged token was adopted back");
                         assert_eq!(
-                            self.store.snapshot(),
+                            self.store.snapshot().expect("a snapshot"),
                             before,
                             "adopting a recorded token changed it"
                         );
@@ -490,14 +670,14 @@ impl World {
             Op::SnapshotRestore => {
                 let snapshot = before.clone();
                 self.no_nonce_in(&snapshot);
-                let restored = TokenStore::restore(
+                let mut restored = TokenStore::restore(
                     &snapshot,
                     &SECRET,
                     config(),
                     Box::new(Arc::clone(&self.clock)),
                 )
                 .expect("a store's own snapshot restores");
-                assert_eq!(normalised(&restored.snapshot()), normalised(&snapshot));
+                assert_eq!(normalised(&restored.snapshot().expect("a snapshot")), normalised(&snapshot));
                 assert_eq!(restored.records(), self.store.records());
                 assert_eq!(restored.tasks(), self.store.tasks());
                 for tok in &self.tokens {
@@ -526,12 +706,13 @@ impl World {
         }
         if !changed {
             assert_eq!(
-                normalised(&self.store.snapshot()),
+                normalised(&self.store.snapshot().expect("a snapshot")),
                 normalised(&before),
                 "a call that failed or did nothing changed the state ({op:?})"
             );
         }
         self.check_records(purged);
+        self.check_trees();
     }
 }
 

@@ -1,7 +1,7 @@
 -- dispatchAttempt. ARGV: P, fp, digest, role, task (opt), stage (0, or
 -- where the process's own refusal stands: 1, 2 or 3), asked (-1: none),
 -- maxRecords, maxMadePerWorkerToken, then the new record: fp, digest, json,
--- uses, expire_at, key ttl
+-- uses, expire_at, key ttl, not_after ('' or the minting Worker's expiry)
 local fp, role = ARGV[2], ARGV[4]
 local r, e = decide(fp, ARGV[3], role, '2', ARGV[5])
 if not r then return e end
@@ -36,5 +36,5 @@ if stage == '3' then return {'DEFER'} end
 refused = spend(fp, r, handed + 1)
 if refused then return refused end
 if worker then redis.call('HINCRBY', rkey(fp), 'm', 1) end
-insert(ARGV[10], ARGV[11], ARGV[12], 'worker', ARGV[13], ARGV[5], ARGV[14], ARGV[15])
+insert(ARGV[10], ARGV[11], ARGV[12], 'worker', ARGV[13], ARGV[5], ARGV[14], ARGV[15], ARGV[16])
 return {'OK'}

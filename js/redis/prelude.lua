@@ -2,7 +2,9 @@
 -- the namespace's record index; every key of a namespace starts with the
 -- prefix ARGV[1] = 'ct:{<namespace>}:' and so shares its hash slot.
 -- Keys: r:<fp> record hash (d digest, j token JSON without nonce, u uses
--- left or -1, x revoked 0/1, t bound task, o role, e expire_at, m made);
+-- left or -1, x revoked 0/1, t bound task, o role, e expire_at, m made,
+-- a not_after: the expiry of the Worker that minted the token, which no
+-- remint outlives; absent for tokens no Worker minted);
 -- R set of fingerprints; t:<id> task hash (p parent, d depth, r root,
 -- c children, n tree size); T set of task ids; k:<id> child ids;
 -- b:<id> fingerprints bound to the task.
@@ -76,11 +78,13 @@ local function spend(fp, r, n)
   return nil
 end
 
--- Record a new token; an existing record is left as it is.
-local function insert(fp, digest, json, role, uses, task, expire, keyttl)
+-- Record a new token; an existing record is left as it is. notafter: '' or
+-- the minting Worker's expiry.
+local function insert(fp, digest, json, role, uses, task, expire, keyttl, notafter)
   local k = rkey(fp)
   if redis.call('EXISTS', k) == 1 then return end
   redis.call('HSET', k, 'd', digest, 'j', json, 'u', uses, 'x', '0', 'o', role, 'e', expire, 'm', '0')
+  if notafter and notafter ~= '' then redis.call('HSET', k, 'a', notafter) end
   local bound = unopt(task)
   if bound then
     redis.call('HSET', k, 't', bound)

@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub const SECRET: [u8; 32] = [7u8; 32];
 /// A second secret, for "signed by someone else".
 pub const OTHER_SECRET: [u8; 32] = [8u8; 32];
-/// The clock's starting point (the SPEC's example time).
+/// The clock's starting point (the protocol's example time).
 pub const T0: u64 = 1_764_150_000;
 /// The default token lifetime.
 pub const TTL: u64 = 1800;

@@ -286,7 +286,9 @@ function makeWorld() {
   const op = store.attachOperator('op-1');
   const root = store.startTask(op.bearer, { taskId: 'root' });
   const worker = store.dispatchAttempt(op.bearer, root.taskId, { maxUses: 50 });
-  const child = store.startTask(worker.bearer, { taskId: 't1' });
+  // The Operator names the child (a Worker's children get ids made by the store).
+  const child = store.startTask(op.bearer, { parentId: root.taskId, taskId: 't1' });
+  store.startTask(worker.bearer);
   const observer = store.mint('watcher', 'observer', { maxUses: 2 });
   const once = store.mint('agent-7', 'worker', { maxUses: 1, taskId: 't1', scopes: ['read'] });
   // The control token: neither its bearer, nor its fingerprint, nor its task
@@ -417,7 +419,10 @@ function wellTyped(kind, world) {
     case 'snapshot': return rng.chance(0.7) ? world.snapshot : mutateString(world.snapshot);
     case 'token': return rng.chance(0.5) ? { ...rng.pick(world.tokens) } : tokenLike(world, 1);
     case 'record': return rng.chance(0.5) ? world.record : recordLike(world, 1);
-    case 'taskOptions': return rng.pick([undefined, {}, { taskId: `t-${rng.int(1e9)}` }, { taskId: rng.pick(world.taskIds) }]);
+    case 'taskOptions': return rng.pick([
+      undefined, {}, { taskId: `t-${rng.int(1e9)}` }, { taskId: rng.pick(world.taskIds) },
+      { parentId: rng.pick(world.taskIds) }, { parentId: rng.pick(world.taskIds), taskId: `t-${rng.int(1e9)}` },
+    ]);
     case 'mintOptions': {
       const options = {};
       for (const key of ['scopes', 'ttlSecs', 'maxUses', 'taskId']) {

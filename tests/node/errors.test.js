@@ -88,6 +88,9 @@ describe('new TokenStore(options)', () => {
   probe('options.maxSpawnDepth', (v) => new TokenStore({ secret: SECRET, maxSpawnDepth: v }), { ok: ['undefined', 'number'] });
   probe('options.workerTokenTtlSecs', (v) => new TokenStore({ secret: SECRET, workerTokenTtlSecs: v }), { ok: ['undefined', 'number'] });
   probe('options.now', (v) => new TokenStore({ secret: SECRET, now: v }), { ok: ['undefined', 'function'] });
+  for (const limit of ['maxRecords', 'maxTasks', 'maxTasksPerTree', 'maxChildrenPerTask', 'maxMadePerWorkerToken']) {
+    probe(`options.${limit}`, (v) => new TokenStore({ secret: SECRET, [limit]: v }), { ok: ['undefined', 'number'] });
+  }
   probe('options.gate', (v) => new TokenStore({ secret: SECRET, gate: v }), { ok: ['undefined'] });
   probe('options.gate.worker', (v) => new TokenStore({ secret: SECRET, gate: { worker: v } }));
   probe('options.gate.worker[0]', (v) => new TokenStore({ secret: SECRET, gate: { worker: [v] } }));
@@ -134,12 +137,19 @@ describe('startTask(bearer, options)', () => {
   probe('bearer', (v) => store.startTask(v, { taskId: 'fresh' }), { codes: BEARER });
   probe('options', (v) => store.startTask(op.bearer, v), { ok: ['undefined', 'null', 'object'] });
   probe('options.taskId', (v) => store.startTask(op.bearer, { taskId: v }), { ok: ['undefined', 'null'] });
+  probe('options.parentId', (v) => store.startTask(op.bearer, { parentId: v }), { ok: ['undefined', 'null'] });
+  // A Worker names no taskId at all; its parentId is probed like an Operator's.
+  probe('a Worker\'s options.taskId', (v) => store.startTask(worker.bearer, { taskId: v }), { ok: ['undefined', 'null'] });
+  probe('a Worker\'s options.parentId', (v) => store.startTask(worker.bearer, { parentId: v }),
+    { ok: ['undefined', 'null'], codes: ['ERR_INVALID_ARGUMENT', 'ERR_TOKEN_TASK_MISMATCH'] });
 });
 
 describe('dispatchAttempt(bearer, taskId, options)', () => {
   probe('bearer', (v) => store.dispatchAttempt(v, 'root'), { codes: BEARER });
   probe('taskId', (v) => store.dispatchAttempt(op.bearer, v));
   mintOptionPositions('dispatchAttempt', (o) => store.dispatchAttempt(op.bearer, 'root', o));
+  // A Worker with limited uses must name a budget it has (worker: 10 uses, so 42 is too many).
+  probe('a limited Worker\'s options.maxUses', (v) => store.dispatchAttempt(worker.bearer, 'root', { maxUses: v }));
 });
 
 describe('verify(bearer, verb, taskId)', () => {

@@ -1,4 +1,4 @@
-// SPEC.md "Signing formats": v2 (default) and mlua-swarm, each store
+// docs/protocol.md "Signing": v2 (default) and mlua-swarm, each store
 // accepting only its own, the mlua-swarm test vectors, and both encodings
 // recomputed here with node:crypto, independently of the module.
 import { describe, it } from 'node:test';
@@ -36,7 +36,7 @@ function mluaStore(now = T0 + 10) {
 }
 
 describe('the mlua-swarm test vectors', () => {
-  it('the helper reproduces the signing texts and signatures of SPEC.md', () => {
+  it('the helper reproduces the signing texts and signatures of docs/protocol.md', () => {
     assert.equal(mluaSigningText(VECTOR_1),
       'agent-7|Worker|read,write|1764150000|1764151800|Some(3)|00112233445566778899aabbccddeeff');
     assert.equal(mluaSigningText(VECTOR_2),
@@ -199,7 +199,7 @@ describe('a store accepts only its own format, both ways', () => {
 });
 
 describe('v2 is unambiguous', () => {
-  it('tokens signed by a peer with the v2 encoding of SPEC.md are accepted', () => {
+  it('tokens signed by a peer with the v2 encoding of docs/protocol.md are accepted', () => {
     const { store } = makeStore();
     const base = {
       agent_id: 'peer-ü-😀', role: 'worker', scopes: ['a,b', 'c'], issued_at: T0, expire_at: T0 + 60,

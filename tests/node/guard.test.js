@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
 import * as node from 'captoken';
 import * as web from 'captoken/web';
 
@@ -65,3 +66,47 @@ for (const [name, api] of [['node', node], ['web', web]]) {
     assert.equal(store.verify(op.bearer, 'heartbeat').agentId, 'op');
   });
 }
+
+// A module instance interrupted in the middle of a call (a trap, or the call
+// stack running out inside WebAssembly, as here) must not be used again:
+// before, the interrupted call left its borrow held and every later verify
+// failed with ERR_INVALID_ARGUMENT "recursive use of an object". Run in a
+// child process: the instance it breaks is its own.
+test('a trapped instance: every later call of every store is ERR_STORE_UNAVAILABLE', () => {
+  const child = `
+    const { TokenStore, CapTokenRecord, CapTokenError } = require('captoken');
+    const secret = new Uint8Array(32).fill(5);
+    const store = new TokenStore({ secret });
+    const other = new TokenStore({ secret });
+    const op = store.attachOperator('op');
+    const w = store.mint('w', 'worker', { maxUses: 1000000, taskId: 't' });
+    const snapshot = other.snapshot();
+    const seen = new Set();
+    // Run out of stack at every depth on the way back up, so that some call
+    // runs out inside the module.
+    function dive(n) {
+      try { dive(n + 1); } catch {}
+      try { store.verify(w.bearer, 'fetch_prompt', 't'); } catch (e) { seen.add(e instanceof CapTokenError ? e.code : e.name); }
+    }
+    for (let i = 0; i < 20 && !seen.has('ERR_STORE_UNAVAILABLE'); i++) dive(0);
+    const after = [
+      () => store.verify(op.bearer, 'heartbeat'),
+      () => store.check(op.bearer, 'heartbeat'),
+      () => store.size,
+      () => other.verify(op.bearer, 'heartbeat'),
+      () => other.snapshot(),
+      () => new TokenStore({ secret }),
+      () => TokenStore.restore(snapshot, { secret }),
+      () => CapTokenRecord.fromToken(w.token),
+    ].map((f) => { try { f(); return 'returned'; } catch (e) { return (e instanceof CapTokenError ? e.code : e.name) + ' ' + e.message; } });
+    store.free();
+    console.log(JSON.stringify({ seen: [...seen], after }));
+  `;
+  const result = spawnSync(process.execPath, ['-e', child], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(result.status, 0, result.stderr);
+  const { seen, after } = JSON.parse(result.stdout);
+  assert.ok(seen.includes('ERR_STORE_UNAVAILABLE'), `the trap was not seen: ${seen}`);
+  for (const outcome of after) {
+    assert.match(outcome, /^ERR_STORE_UNAVAILABLE store unavailable: the WebAssembly instance trapped .*reload/);
+  }
+});

@@ -5,7 +5,7 @@ import { TokenStore, CapTokenRecord, CapTokenError } from 'captoken';
 
 export { TokenStore, CapTokenRecord, CapTokenError };
 
-/** The SPEC's test-vector secret: the 32 bytes 0x01..0x20. */
+/** The protocol's test-vector secret: the 32 bytes 0x01..0x20. */
 export const SECRET = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
 /** Another secret, for "signed elsewhere" cases. */
 export const OTHER_SECRET = Uint8Array.from({ length: 32 }, (_, i) => 0xa0 + i);
@@ -20,7 +20,7 @@ export const VERBS = [
   'post_result', 'verify_token', 'emit_output', 'subscribe_events', 'read_trace',
   'answer_query', 'override_verdict', 'pause_loop', 'resume_loop', 'inject_directive',
 ];
-/** SPEC.md's default gate table. */
+/** docs/protocol.md's default gate table. */
 export const DEFAULT_GATE = {
   operator: ['start_task', 'dispatch_attempt', 'mint_worker_token', 'read_task_state',
     'cancel_task', 'query_senior', 'mark_pass', 'mark_blocked', 'attach_session',
@@ -31,7 +31,7 @@ export const DEFAULT_GATE = {
   senior: ['answer_query', 'override_verdict', 'pause_loop', 'resume_loop', 'inject_directive'],
 };
 /** Worker verbs that must name the token's bound task. */
-export const OWNERSHIP_VERBS = ['fetch_prompt', 'post_result', 'read_task_state', 'cancel_task', 'poll_task'];
+export const OWNERSHIP_VERBS = ['fetch_prompt', 'post_result', 'emit_output', 'read_task_state', 'cancel_task', 'poll_task'];
 
 export const ERROR_CODES = [
   'ERR_MALFORMED_TOKEN', 'ERR_BAD_SIGNATURE', 'ERR_TOKEN_EXPIRED', 'ERR_ROLE_VIOLATION',
@@ -65,7 +65,8 @@ export function makeWorld(options = {}) {
   const opLimited = store.attachOperator('op-2', { maxUses: 5 });
   const root = store.startTask(op.bearer, { taskId: 'root' });
   const worker = store.dispatchAttempt(op.bearer, 'root', { maxUses: 10 });
-  const child = store.startTask(worker.bearer, { taskId: 'child' });
+  // A Worker's children get ids made by the store; the Operator names this one.
+  const child = store.startTask(op.bearer, { parentId: 'root', taskId: 'child' });
   const childWorker = store.dispatchAttempt(op.bearer, 'child');
   const observer = store.mint('obs-1', 'observer', { maxUses: 3 });
   const senior = store.mint('sen-1', 'senior');
@@ -100,7 +101,7 @@ export function mluaSigningText(t) {
   return `${t.agent_id}|${ROLE_CAPS[t.role]}|${t.scopes.join(',')}|${t.issued_at}|${t.expire_at}|${maxUses}|${t.nonce}`;
 }
 
-/** The v2 signing bytes of a token, built from SPEC.md independently of the module. */
+/** The v2 signing bytes of a token, built from docs/protocol.md independently of the module. */
 export function v2SigningBytes(t) {
   const parts = [Buffer.from('captoken-v2', 'ascii')];
   const u32 = (n) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; };
@@ -121,6 +122,21 @@ export function hmacHex(secret, data) {
   return createHmac('sha256', Buffer.from(secret)).update(data).digest('hex');
 }
 
+/** A token's fields in their canonical order (docs/protocol.md "Token"). */
+export const TOKEN_FIELDS = ['v', 'agent_id', 'role', 'scopes', 'issued_at', 'expire_at', 'max_uses', 'nonce', 'sig_hex'];
+
+/**
+ * The same token object with its keys in the canonical order (`v` first when
+ * present, any other key after): a bearer is the base64url of exactly that
+ * JSON, so a test that edits a field keeps every other part of the spelling.
+ */
+export function canonical(token) {
+  const out = {};
+  for (const key of TOKEN_FIELDS) if (key in token && token[key] !== undefined) out[key] = token[key];
+  for (const key of Object.keys(token)) if (!(key in out) && token[key] !== undefined) out[key] = token[key];
+  return out;
+}
+
 /** Sign a token object in a format, with a secret (what a peer engine would do). */
 export function signToken(token, format, secret = SECRET) {
   const t = { ...token };
@@ -131,7 +147,7 @@ export function signToken(token, format, secret = SECRET) {
     delete t.v;
     t.sig_hex = hmacHex(secret, mluaSigningText(t));
   }
-  return t;
+  return canonical(t);
 }
 
 /** Re-encode a token object as a bearer (key order kept). */

@@ -7,6 +7,8 @@ import { TokenStore, SECRET, VERBS, makeStore, throwsCap, assertNoNonce } from '
 
 function canonical(text) {
   const doc = JSON.parse(text);
+  // The MAC covers the records in the order they were written.
+  delete doc.mac;
   doc.records.sort((a, b) => (a.fingerprint < b.fingerprint ? -1 : 1));
   doc.tasks.sort((a, b) => (a.task_id < b.task_id ? -1 : 1));
   return doc;
@@ -57,7 +59,9 @@ describe('journal', () => {
     const snapshot = store.snapshot();
     store.takeJournal(); // everything so far is in the snapshot
     store.verify(w.bearer, 'fetch_prompt', 'root');
-    const child = store.startTask(w.bearer, { taskId: 'child' });
+    // A Worker's child task; its id is made by the store, the Operator names this one.
+    store.startTask(w.bearer);
+    const child = store.startTask(op.bearer, { parentId: 'root', taskId: 'child' });
     const cw = store.dispatchAttempt(op.bearer, child.taskId, { maxUses: 1, ttlSecs: 5 });
     const obs = store.mint('obs', 'observer', { maxUses: 2 });
     store.verify(obs.bearer, 'read_trace');
@@ -103,6 +107,10 @@ describe('journal', () => {
     store.verify(op.bearer, 'heartbeat');
     const journal = store.takeJournal();
     const unknownFp = JSON.stringify({ op: 'consume', fingerprint: 'e'.repeat(64) });
+    // The snapshot without its seal, so that the unsealed lines below are
+    // checked for what they say, not only for their missing seal.
+    const { key_id: _k, mac: _m, ...body } = JSON.parse(snapshot);
+    const unsealed = JSON.stringify(body);
     for (const bad of [
       'garbage',
       '{"op":"explode"}',
@@ -114,6 +122,10 @@ describe('journal', () => {
     ]) {
       let created;
       throwsCap(() => { created = TokenStore.restore(snapshot, { secret: SECRET, now: clock.now }, bad); }, 'ERR_SNAPSHOT_INVALID');
+      assert.equal(created, undefined);
+      throwsCap(() => {
+        created = TokenStore.restore(unsealed, { secret: SECRET, now: clock.now, allowUnsealed: true }, bad);
+      }, 'ERR_SNAPSHOT_INVALID');
       assert.equal(created, undefined);
     }
   });

@@ -94,6 +94,8 @@ describe('npm pack and install', { timeout: 110000 }, () => {
       'pkg/web/captoken.js', 'pkg/web/captoken_bg.wasm', 'pkg/web/package.json',
       'js/index.js', 'js/index.cjs', 'js/web.js', 'js/common.js', 'js/durable.js', 'js/durable.cjs',
       'js/index.d.ts', 'js/index.d.cts', 'js/web.d.ts', 'js/types.d.cts',
+      // the licences package.json names, and the changelog
+      'LICENSE-MIT', 'LICENSE-APACHE', 'CHANGELOG.md', 'README.md',
     ]) {
       assert.ok(files.includes(needed), `missing ${needed}`);
     }
@@ -111,6 +113,11 @@ describe('npm pack and install', { timeout: 110000 }, () => {
       }
     }
     assert.equal(packed.name, 'captoken');
+    assert.equal(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).license, 'MIT OR Apache-2.0');
+    assert.match(readFileSync(join(root, 'LICENSE-APACHE'), 'utf8'), /Apache License\s+Version 2\.0/);
+    assert.match(readFileSync(join(root, 'LICENSE-MIT'), 'utf8'), /^MIT License/);
+    assert.match(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), new RegExp(`^## \\[${packed.version.replace(/\./g, '\\.')}\\]`, 'm'),
+      'the changelog has a section for this version');
     assert.ok(packed.size < 1024 * 1024, `tarball of ${packed.size} bytes`);
   });
 

@@ -1,5 +1,5 @@
 // TokenStore: every method and getter of js/types.d.cts with good input,
-// and the lifecycle of SPEC.md (adopt, revoke, revokeTask, remint, purge),
+// and the lifecycle of docs/protocol.md (adopt, revoke, revokeTask, remint, purge),
 // on an injected clock.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,13 +9,16 @@ import {
 } from './helpers.js';
 
 describe('constructor', () => {
-  it('builds an empty store with SPEC defaults', () => {
+  it('builds an empty store with the documented defaults', () => {
     const store = new TokenStore({ secret: SECRET });
     assert.ok(store instanceof TokenStore);
     assert.equal(store.size, 0);
     assert.deepEqual(store.records(), []);
     assert.deepEqual(store.tasks(), []);
-    assert.deepEqual(JSON.parse(store.snapshot()), { version: 1, format: 'v2', records: [], tasks: [] });
+    const { key_id: keyId, mac, ...rest } = JSON.parse(store.snapshot());
+    assert.match(keyId, /^[0-9a-f]{16}$/);
+    assert.match(mac, /^[0-9a-f]{64}$/);
+    assert.deepEqual(rest, { version: 1, format: 'v2', records: [], tasks: [] });
   });
 
   it('defaults now to the wall clock, in unix seconds', () => {
@@ -262,15 +265,15 @@ describe('revoke() and revokeTask()', () => {
     store.startTask(op.bearer, { taskId: 'B' });
     const wa = store.dispatchAttempt(op.bearer, 'A');
     const wa2 = store.dispatchAttempt(op.bearer, 'A');
-    store.startTask(wa.bearer, { taskId: 'A1' });
-    const wa1 = store.dispatchAttempt(op.bearer, 'A1');
-    store.startTask(wa1.bearer, { taskId: 'A11' });
-    const wa11 = store.dispatchAttempt(op.bearer, 'A11');
+    const a1 = store.startTask(wa.bearer).taskId; // a Worker's child: its id is made by the store
+    const wa1 = store.dispatchAttempt(op.bearer, a1);
+    const a11 = store.startTask(wa1.bearer).taskId;
+    const wa11 = store.dispatchAttempt(op.bearer, a11);
     const wb = store.dispatchAttempt(op.bearer, 'B');
-    const already = store.dispatchAttempt(op.bearer, 'A1');
+    const already = store.dispatchAttempt(op.bearer, a1);
     store.revoke(already.fingerprint);
 
-    assert.equal(store.revokeTask('A1'), 2, 'A1 and A11, minus the one already revoked');
+    assert.equal(store.revokeTask(a1), 2, 'A1 and A11, minus the one already revoked');
     assert.equal(store.record(wa1.fingerprint).revoked, true);
     assert.equal(store.record(wa11.fingerprint).revoked, true);
     assert.equal(store.record(wa.fingerprint).revoked, false, 'the parent task is untouched');
@@ -302,15 +305,15 @@ describe('remint()', () => {
     const late = store.dispatchAttempt(op.bearer, 'T', { maxUses: 5, scopes: ['read'], ttlSecs: 30 });
     store.verify(late.bearer, 'fetch_prompt', 'T');
     store.verify(late.bearer, 'fetch_prompt', 'T');
-    clock.t = T0 + 1000; // long expired
+    clock.t = T0 + 50; // expired 20 s ago, within one lifetime (30 s)
     throwsCap(() => store.verify(late.bearer, 'fetch_prompt', 'T'), 'ERR_TOKEN_EXPIRED');
     const fresh = store.remint(late.bearer);
     assert.equal(fresh.token.role, 'worker');
     assert.equal(fresh.token.agent_id, late.token.agent_id);
     assert.deepEqual(fresh.token.scopes, ['read']);
     assert.equal(fresh.token.max_uses, 3);
-    assert.equal(fresh.token.issued_at, T0 + 1000);
-    assert.equal(fresh.token.expire_at, T0 + 1000 + 1800);
+    assert.equal(fresh.token.issued_at, T0 + 50);
+    assert.equal(fresh.token.expire_at, T0 + 50 + 30, 'the same lifetime, counted from now');
     assert.notEqual(fresh.fingerprint, late.fingerprint);
     assert.notEqual(fresh.token.nonce, late.token.nonce);
     const rec = store.record(fresh.fingerprint);
@@ -321,6 +324,24 @@ describe('remint()', () => {
     // the old record is retired, so its power is not doubled
     assert.equal(store.record(late.fingerprint).revoked, true);
     throwsCap(() => store.remint(late.bearer), 'ERR_TOKEN_REVOKED');
+  });
+
+  it('refuses a token expired more than one lifetime ago, changing nothing', () => {
+    const { store, clock } = makeStore();
+    const op = store.attachOperator('op');
+    store.startTask(op.bearer, { taskId: 'T' });
+    const a = store.dispatchAttempt(op.bearer, 'T', { maxUses: 5, ttlSecs: 30 });
+    const b = store.dispatchAttempt(op.bearer, 'T', { maxUses: 5, ttlSecs: 30 });
+    clock.t = T0 + 30 + 31; // expired 31 s ago: more than its 30 s lifetime
+    const before = store.snapshot();
+    throwsCap(() => store.remint(a.bearer), 'ERR_TOKEN_EXPIRED', { fingerprint: a.fingerprint });
+    assert.equal(store.snapshot(), before);
+    assert.equal(store.record(a.fingerprint).revoked, false);
+    clock.t = T0 + 30 + 30; // exactly one lifetime ago: still reminted
+    const fresh = store.remint(b.bearer);
+    assert.equal(fresh.token.expire_at - fresh.token.issued_at, 30);
+    clock.t = T0 + 1000; // long expired
+    throwsCap(() => store.remint(a.bearer), 'ERR_TOKEN_EXPIRED');
   });
 
   it('works on a live token too, and an unlimited one stays unlimited', () => {
@@ -405,7 +426,7 @@ describe('reading: record(), task(), records(), tasks(), size', () => {
     const r = store.record(worker.fingerprint);
     assert.ok(r instanceof CapTokenRecord);
     assert.equal(r.fingerprint, worker.fingerprint);
-    assert.equal(r.usesLeft, 9, '10 minus the use its start_task spent');
+    assert.equal(r.usesLeft, 10);
     assert.equal(r.revoked, false);
     assert.equal(r.taskId, 'root');
     assert.deepEqual(r.token, { ...worker.token, nonce: '' });
@@ -420,9 +441,9 @@ describe('reading: record(), task(), records(), tasks(), size', () => {
     const r = store.record(worker.fingerprint);
     r.consume();
     r.revoke();
-    assert.equal(r.usesLeft, 8);
+    assert.equal(r.usesLeft, 9);
     assert.equal(store.snapshot(), before);
-    assert.equal(store.record(worker.fingerprint).usesLeft, 9);
+    assert.equal(store.record(worker.fingerprint).usesLeft, 10);
     assert.equal(store.record(worker.fingerprint).revoked, false);
     r.free();
   });

@@ -1,18 +1,24 @@
-// SPEC.md "Tasks and spawn depth": root tasks, child tasks, maxSpawnDepth,
+// docs/protocol.md "Tasks and spawn depth": root tasks, child tasks, maxSpawnDepth,
 // dispatch_attempt, and Workers bound to tasks the store does not track.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { T0, makeStore, throwsCap, decodeBearer } from './helpers.js';
 
-/** Build a chain root -> ... as deep as allowed; return the Workers per depth. */
+/**
+ * Build a chain root -> ... as deep as allowed; return the Workers per depth.
+ * Each Worker starts the next task itself; its id is made by the store.
+ */
 function chain(store, op, depths) {
   const root = store.startTask(op.bearer, { taskId: 'd0' });
   assert.deepEqual(root, { taskId: 'd0', parentId: null, spawnDepth: 0 });
   const workers = [store.dispatchAttempt(op.bearer, 'd0')];
+  let parent = 'd0';
   for (let d = 1; d < depths; d++) {
-    const task = store.startTask(workers[d - 1].bearer, { taskId: `d${d}` });
-    assert.deepEqual(task, { taskId: `d${d}`, parentId: `d${d - 1}`, spawnDepth: d });
-    workers.push(store.dispatchAttempt(op.bearer, `d${d}`));
+    const task = store.startTask(workers[d - 1].bearer);
+    assert.match(task.taskId, /^task-[0-9a-f]{12}$/);
+    assert.deepEqual(task, { taskId: task.taskId, parentId: parent, spawnDepth: d });
+    workers.push(store.dispatchAttempt(op.bearer, task.taskId));
+    parent = task.taskId;
   }
   return workers;
 }
@@ -56,12 +62,12 @@ describe('spawn depth', () => {
     const op = store.attachOperator('op');
     store.startTask(op.bearer, { taskId: 'a' });
     const w = store.dispatchAttempt(op.bearer, 'a', { maxUses: 3 });
-    store.startTask(w.bearer, { taskId: 'b' });
-    const wb = store.dispatchAttempt(op.bearer, 'b', { maxUses: 3 });
+    const b = store.startTask(w.bearer);
+    const wb = store.dispatchAttempt(op.bearer, b.taskId, { maxUses: 3 });
     const before = store.snapshot();
-    throwsCap(() => store.startTask(wb.bearer, { taskId: 'c' }), 'ERR_SPAWN_DEPTH_EXCEEDED', { current: 2, max: 2 });
+    throwsCap(() => store.startTask(wb.bearer), 'ERR_SPAWN_DEPTH_EXCEEDED', { current: 2, max: 2 });
     assert.equal(store.snapshot(), before);
-    assert.equal(store.task('c'), undefined);
+    assert.equal(store.tasks().length, 2);
     assert.equal(store.record(wb.fingerprint).usesLeft, 3);
     assert.equal(store.record(w.fingerprint).usesLeft, 2);
   });
@@ -84,12 +90,39 @@ describe('spawn depth', () => {
     const peer = makeStore().store; // same secret, same start time
     const w = peer.mint('remote', 'worker');
     store.adopt(w.bearer, 'R');
-    assert.deepEqual(store.startTask(w.bearer, { taskId: 'R1' }), { taskId: 'R1', parentId: 'R', spawnDepth: 1 });
+    const r1 = store.startTask(w.bearer);
+    assert.deepEqual(r1, { taskId: r1.taskId, parentId: 'R', spawnDepth: 1 });
+    assert.deepEqual(store.task(r1.taskId), r1);
+  });
+
+  it('a Worker may not name its child task: the store makes the id (refused, nothing spent)', () => {
+    const { store } = makeStore();
+    const op = store.attachOperator('op');
+    store.startTask(op.bearer, { taskId: 'R' });
+    const w = store.dispatchAttempt(op.bearer, 'R', { maxUses: 3 });
+    const before = store.snapshot();
+    throwsCap(() => store.startTask(w.bearer, { taskId: 'R1' }), 'ERR_INVALID_ARGUMENT');
+    assert.equal(store.snapshot(), before);
+    assert.equal(store.task('R1'), undefined);
+    assert.equal(store.record(w.fingerprint).usesLeft, 3);
+  });
+
+  it('an Operator may start a named child under any tracked task; a Worker under a task below its own', () => {
+    const { store } = makeStore();
+    const op = store.attachOperator('op');
+    store.startTask(op.bearer, { taskId: 'R' });
+    assert.deepEqual(store.startTask(op.bearer, { parentId: 'R', taskId: 'R.a' }), { taskId: 'R.a', parentId: 'R', spawnDepth: 1 });
+    const w = store.dispatchAttempt(op.bearer, 'R');
+    const below = store.startTask(w.bearer, { parentId: 'R.a' });
+    assert.deepEqual(below, { taskId: below.taskId, parentId: 'R.a', spawnDepth: 2 });
+    store.startTask(op.bearer, { taskId: 'S' });
+    throwsCap(() => store.startTask(w.bearer, { parentId: 'S' }), 'ERR_TOKEN_TASK_MISMATCH', { bound: 'R', arg: 'S' });
+    throwsCap(() => store.startTask(op.bearer, { parentId: 'ghost', taskId: 'g' }), 'ERR_TASK_NOT_FOUND');
   });
 });
 
 describe('dispatch_attempt', () => {
-  it('mints a Worker bound to the task with SPEC defaults', () => {
+  it('mints a Worker bound to the task with the documented defaults', () => {
     const { store } = makeStore();
     const op = store.attachOperator('op');
     store.startTask(op.bearer, { taskId: 'job-1' });

@@ -1,4 +1,4 @@
-// SPEC.md "Verifying a call": the seven steps, their order, the error codes
+// docs/protocol.md "Deciding a call": the seven steps, their order, the error codes
 // with their details, the ownership gate, the default and custom gate, and
 // check() deciding the same way while spending nothing.
 import { describe, it } from 'node:test';
@@ -121,9 +121,9 @@ describe('steps 2 to 7 one by one', () => {
 
   it('step 7: otherwise exactly one use is spent', () => {
     const { store } = makeStore();
-    const w = store.mint('w', 'worker', { maxUses: 3 });
+    const w = store.mint('w', 'worker', { maxUses: 3, taskId: 't' });
     assert.equal(store.verify(w.bearer, 'fetch_data').usesLeft, 2);
-    assert.equal(store.verify(w.bearer, 'emit_output').usesLeft, 1);
+    assert.equal(store.verify(w.bearer, 'emit_output', 't').usesLeft, 1);
     assert.equal(store.verify(w.bearer, 'verify_token').usesLeft, 0);
     throwsCap(() => store.verify(w.bearer, 'fetch_data'), 'ERR_TOKEN_USES_EXHAUSTED');
     assert.equal(store.record(w.fingerprint).usesLeft, 0);
@@ -196,7 +196,7 @@ describe('the first failing step decides', () => {
 });
 
 describe('every error code, with its details', () => {
-  it('raises all 12 codes through the JavaScript API, never leaking a nonce', () => {
+  it('raises every code a TokenStore can raise through the JavaScript API, never leaking a nonce', () => {
     const seen = new Set();
     const minted = [];
     const note = (error) => {
@@ -205,7 +205,7 @@ describe('every error code, with its details', () => {
       assertNoNonce(JSON.stringify(error), minted);
       return error;
     };
-    const { store, clock } = makeStore();
+    const { store, clock } = makeStore({ maxChildrenPerTask: 3 });
     const op = store.attachOperator('op');
     minted.push(op);
     store.startTask(op.bearer, { taskId: 't0' });
@@ -222,12 +222,16 @@ describe('every error code, with its details', () => {
     note(throwsCap(() => store.verify(w.bearer, 'poll_task', 'nope'), 'ERR_TOKEN_TASK_MISMATCH',
       { fingerprint: w.fingerprint, bound: 't0', arg: 'nope' }));
     note(throwsCap(() => store.dispatchAttempt(op.bearer, 'nope'), 'ERR_TASK_NOT_FOUND'));
-    const d1 = store.startTask(w.bearer, { taskId: 't1' });
-    assert.deepEqual(d1, { taskId: 't1', parentId: 't0', spawnDepth: 1 });
+    const d1 = store.startTask(w.bearer);
+    assert.deepEqual(d1, { taskId: d1.taskId, parentId: 't0', spawnDepth: 1 });
     note(throwsCap(() => store.verify(w.bearer, 'fetch_data'), 'ERR_TOKEN_USES_EXHAUSTED', { fingerprint: w.fingerprint }));
     store.revoke(w.fingerprint);
     note(throwsCap(() => store.verify(w.bearer, 'fetch_data'), 'ERR_TOKEN_REVOKED', { fingerprint: w.fingerprint }));
-    const w1 = store.dispatchAttempt(op.bearer, 't1', { ttlSecs: 100 });
+    store.startTask(op.bearer, { parentId: 't0' });
+    store.startTask(op.bearer, { parentId: 't0' });
+    note(throwsCap(() => store.startTask(op.bearer, { parentId: 't0' }), 'ERR_LIMIT_EXCEEDED',
+      { limit: 'maxChildrenPerTask', max: 3 }));
+    const w1 = store.dispatchAttempt(op.bearer, d1.taskId, { ttlSecs: 100 });
     minted.push(w1);
     const t2 = store.startTask(w1.bearer);
     const w2 = store.dispatchAttempt(op.bearer, t2.taskId, { ttlSecs: 100 });
@@ -242,7 +246,10 @@ describe('every error code, with its details', () => {
     clock.t += 100;
     note(throwsCap(() => store.verify(w1.bearer, 'fetch_data'), 'ERR_TOKEN_EXPIRED', { fingerprint: w1.fingerprint }));
 
-    assert.deepEqual([...seen].sort(), [...ERROR_CODES].sort());
+    // ERR_STORE_UNAVAILABLE is for stores that cannot answer (closed, a failed
+    // disk write, a server that timed out, a trapped instance): no input to a
+    // healthy TokenStore raises it.
+    assert.deepEqual([...seen].sort(), ERROR_CODES.filter((c) => c !== 'ERR_STORE_UNAVAILABLE').sort());
   });
 
   it('errors are Error instances with a stack, a name and enumerable details', () => {
@@ -257,7 +264,7 @@ describe('every error code, with its details', () => {
 });
 
 describe('the gate', () => {
-  it('the default table decides every role x verb exactly as SPEC.md says', () => {
+  it('the default table decides every role x verb exactly as docs/protocol.md says', () => {
     const { store, op } = makeWorld();
     store.startTask(op.bearer, { taskId: 'bound' });
     for (const role of ROLES) {
@@ -323,13 +330,29 @@ describe('the ownership gate (step 6)', () => {
     }
   });
 
-  it('start_task and dispatch_attempt are exempt; so are the ungated worker verbs', () => {
+  it('start_task and dispatch_attempt may name the bound task or a task below it, nothing else', () => {
     const { store, op, worker } = makeWorld();
     store.startTask(op.bearer, { taskId: 'sibling' });
-    // dispatch_attempt for a task the Worker is not bound to: allowed (recursive swarming).
-    const sub = store.dispatchAttempt(worker.bearer, 'sibling');
-    assert.equal(store.record(sub.fingerprint).taskId, 'sibling');
-    for (const verb of ['start_task', 'dispatch_attempt', 'fetch_data', 'verify_token', 'emit_output']) {
+    // dispatch_attempt for a task outside the Worker's subtree: refused, nothing spent
+    // (the reference engine exempts these two verbs; this package does not).
+    const before = store.snapshot();
+    throwsCap(() => store.dispatchAttempt(worker.bearer, 'sibling', { maxUses: 1 }), 'ERR_TOKEN_TASK_MISMATCH',
+      { fingerprint: worker.fingerprint, bound: 'root', arg: 'sibling' });
+    throwsCap(() => store.startTask(worker.bearer, { parentId: 'sibling' }), 'ERR_TOKEN_TASK_MISMATCH',
+      { bound: 'root', arg: 'sibling' });
+    assert.equal(store.snapshot(), before);
+    for (const verb of ['start_task', 'dispatch_attempt']) {
+      assert.equal(store.check(worker.bearer, verb, 'sibling').code, 'ERR_TOKEN_TASK_MISMATCH', verb);
+      assert.equal(store.check(worker.bearer, verb, 'root').allowed, true, verb);
+      assert.equal(store.check(worker.bearer, verb, 'child').allowed, true, verb);
+    }
+    // With no task named, start_task means a child of its own task.
+    assert.equal(store.check(worker.bearer, 'start_task').allowed, true);
+    // Recursive swarming below its own task works.
+    const sub = store.dispatchAttempt(worker.bearer, 'child', { maxUses: 1 });
+    assert.equal(store.record(sub.fingerprint).taskId, 'child');
+    // The ungated worker verbs name any task, or none.
+    for (const verb of ['fetch_data', 'verify_token']) {
       assert.equal(store.check(worker.bearer, verb, 'sibling').allowed, true, verb);
       assert.equal(store.check(worker.bearer, verb).allowed, true, verb);
     }
@@ -399,12 +422,12 @@ describe('check()', () => {
     const d = store.check(worker.bearer, 'fetch_prompt', 'root');
     assert.deepEqual(d, {
       allowed: true, fingerprint: worker.fingerprint, agentId: 'worker-of-root', role: 'worker',
-      scopes: ['*'], taskId: 'root', usesLeft: 9,
+      scopes: ['*'], taskId: 'root', usesLeft: 10,
     });
     const g = store.verify(worker.bearer, 'fetch_prompt', 'root');
     assert.deepEqual(g, {
       fingerprint: worker.fingerprint, agentId: 'worker-of-root', role: 'worker',
-      scopes: ['*'], taskId: 'root', usesLeft: 8,
+      scopes: ['*'], taskId: 'root', usesLeft: 9,
     });
     assert.equal('allowed' in g, false);
   });
@@ -461,32 +484,43 @@ describe('denied calls spend nothing and change nothing', () => {
     const { store } = makeStore();
     const op = store.attachOperator('op', { maxUses: 100 });
     store.startTask(op.bearer, { taskId: 'd0' });
-    const w0 = store.dispatchAttempt(op.bearer, 'd0', { maxUses: 50 });
-    store.startTask(w0.bearer, { taskId: 'd1' });
-    const w1 = store.dispatchAttempt(op.bearer, 'd1', { maxUses: 50 });
-    store.startTask(w1.bearer, { taskId: 'd2' });
-    const w2 = store.dispatchAttempt(op.bearer, 'd2', { maxUses: 50 });
-    store.startTask(w2.bearer, { taskId: 'd3' });
-    const w3 = store.dispatchAttempt(op.bearer, 'd3', { maxUses: 5 });
+    store.startTask(op.bearer, { taskId: 'elsewhere' });
+    const w0 = store.dispatchAttempt(op.bearer, 'd0', { maxUses: 50, scopes: ['read'], ttlSecs: 60 });
+    const d1 = store.startTask(w0.bearer).taskId;
+    const w1 = store.dispatchAttempt(op.bearer, d1, { maxUses: 50 });
+    const d2 = store.startTask(w1.bearer).taskId;
+    const w2 = store.dispatchAttempt(op.bearer, d2, { maxUses: 50 });
+    const d3 = store.startTask(w2.bearer).taskId;
+    const w3 = store.dispatchAttempt(op.bearer, d3, { maxUses: 5 });
     const unboundWorker = store.mint('u', 'worker', { maxUses: 5, taskId: 'untracked' });
 
     const denials = [
       [() => store.startTask(w3.bearer), 'ERR_SPAWN_DEPTH_EXCEEDED'],
-      [() => store.startTask(w3.bearer, { taskId: 'd4' }), 'ERR_SPAWN_DEPTH_EXCEEDED'],
+      [() => store.startTask(w3.bearer, { taskId: 'd4' }), ['ERR_SPAWN_DEPTH_EXCEEDED', 'ERR_INVALID_ARGUMENT']],
       [() => store.startTask(unboundWorker.bearer), 'ERR_TASK_NOT_FOUND'],
       [() => store.startTask(op.bearer, { taskId: 'd0' }), 'ERR_INVALID_ARGUMENT'],
       [() => store.startTask(w0.bearer, { taskId: 'd1' }), 'ERR_INVALID_ARGUMENT'],
+      [() => store.startTask(w0.bearer, { parentId: 'elsewhere' }), 'ERR_TOKEN_TASK_MISMATCH'],
+      [() => store.startTask(w1.bearer, { parentId: 'd0' }), 'ERR_TOKEN_TASK_MISMATCH'],
       [() => store.startTask(op.bearer, { taskId: '' }), 'ERR_INVALID_ARGUMENT'],
       [() => store.startTask(op.bearer, { taskId: 'x'.repeat(70000) }), 'ERR_INVALID_ARGUMENT'],
       [() => store.dispatchAttempt(op.bearer, 'missing'), 'ERR_TASK_NOT_FOUND'],
-      [() => store.dispatchAttempt(w0.bearer, 'missing'), 'ERR_TASK_NOT_FOUND'],
+      [() => store.dispatchAttempt(w0.bearer, 'missing', { maxUses: 1 }), 'ERR_TOKEN_TASK_MISMATCH'],
+      [() => store.dispatchAttempt(w0.bearer, 'elsewhere', { maxUses: 1 }), 'ERR_TOKEN_TASK_MISMATCH'],
+      [() => store.dispatchAttempt(w0.bearer, d1), 'ERR_INVALID_ARGUMENT'],
+      [() => store.dispatchAttempt(w0.bearer, d1, { maxUses: null }), 'ERR_INVALID_ARGUMENT'],
+      [() => store.dispatchAttempt(w0.bearer, d1, { maxUses: 0 }), 'ERR_INVALID_ARGUMENT'],
+      [() => store.dispatchAttempt(w0.bearer, d1, { maxUses: 49 }), 'ERR_INVALID_ARGUMENT'],
+      [() => store.dispatchAttempt(w0.bearer, d1, { maxUses: 1, scopes: ['*'] }), 'ERR_INVALID_ARGUMENT'],
+      [() => store.dispatchAttempt(w0.bearer, d1, { maxUses: 1, scopes: ['read', 'write'] }), 'ERR_INVALID_ARGUMENT'],
+      [() => store.dispatchAttempt(w0.bearer, d1, { maxUses: 1, ttlSecs: 61 }), 'ERR_INVALID_ARGUMENT'],
       [() => store.dispatchAttempt(op.bearer, 'd0', { taskId: 'd1' }), 'ERR_INVALID_ARGUMENT'],
       [() => store.dispatchAttempt(op.bearer, 'd0', { scopes: Array(33).fill('s') }), 'ERR_INVALID_ARGUMENT'],
       [() => store.dispatchAttempt(op.bearer, 'd0', { scopes: [''] }), 'ERR_INVALID_ARGUMENT'],
       [() => store.dispatchAttempt(op.bearer, 'd0', { ttlSecs: 2 ** 53 - 1 }), 'ERR_INVALID_ARGUMENT'],
       [() => store.dispatchAttempt(op.bearer, 'd0', { maxUses: -1 }), 'ERR_INVALID_ARGUMENT'],
       [() => store.dispatchAttempt(op.bearer, 'd0', { maxUses: 2 ** 32 }), 'ERR_INVALID_ARGUMENT'],
-      [() => store.verify(w0.bearer, 'fetch_prompt', 'd1'), 'ERR_TOKEN_TASK_MISMATCH'],
+      [() => store.verify(w0.bearer, 'fetch_prompt', d1), 'ERR_TOKEN_TASK_MISMATCH'],
       [() => store.verify(w0.bearer, 'heartbeat'), 'ERR_ROLE_VIOLATION'],
       [() => store.remint(op.bearer), 'ERR_INVALID_ARGUMENT'],
       [() => store.adopt('junk'), 'ERR_MALFORMED_TOKEN'],
@@ -498,10 +532,13 @@ describe('denied calls spend nothing and change nothing', () => {
       assert.equal(store.snapshot(), before, String(call));
       assert.equal(store.size, sizeBefore);
     }
-    assert.equal(store.record(op.fingerprint).usesLeft, 100 - 5);
+    assert.equal(store.record(op.fingerprint).usesLeft, 100 - 6);
+    assert.equal(store.record(w0.fingerprint).usesLeft, 49);
     assert.equal(store.record(w3.fingerprint).usesLeft, 5);
     assert.equal(store.record(unboundWorker.fingerprint).usesLeft, 5);
     // and the store still works
-    assert.equal(store.verify(w3.bearer, 'fetch_prompt', 'd3').usesLeft, 4);
+    assert.equal(store.verify(w3.bearer, 'fetch_prompt', d3).usesLeft, 4);
+    assert.equal(store.dispatchAttempt(w0.bearer, d1, { maxUses: 48 }).token.max_uses, 48);
+    assert.equal(store.record(w0.fingerprint).usesLeft, 0);
   });
 });

@@ -219,6 +219,34 @@ export const SCENARIOS = [
     log(await expectCode(() => s.remint(op.bearer), 'ERR_INVALID_ARGUMENT'));
   }],
 
+  ['remint never outlives the Worker that minted the token', {}, async (s, clock, log) => {
+    const op = await s.attachOperator('op');
+    await s.startTask(op.bearer, { taskId: 'root' });
+    const minter = await s.dispatchAttempt(op.bearer, 'root', { ttlSecs: 60 });
+    clock.t += 50;
+    const child = await s.dispatchAttempt(minter.bearer, 'root');
+    assert.equal(child.token.expire_at, T0 + 60);
+    clock.t += 5;
+    // Reminted before the cap: what is left of the minter's life, no more.
+    const again = await s.remint(child.bearer);
+    assert.equal(again.token.expire_at, T0 + 60);
+    log(minted(again));
+    // The cap survives a snapshot: TokenStore refuses the same remint.
+    const text = await s.snapshot();
+    clock.t += 6;
+    const back = TokenStore.restore(text, { secret: SECRET, now: clock.now });
+    assert.throws(() => back.remint(again.bearer), (error) => error.code === 'ERR_TOKEN_EXPIRED');
+    // Past the cap, within one lifetime of the token's own expiry: refused.
+    log(await expectCode(() => s.remint(again.bearer), 'ERR_TOKEN_EXPIRED'));
+    log(await expectCode(() => s.verify(minter.bearer, 'fetch_prompt', 'root'), 'ERR_TOKEN_EXPIRED'));
+    // The Operator's own tokens carry no cap.
+    const plain = await s.dispatchAttempt(op.bearer, 'root', { ttlSecs: 10 });
+    clock.t += 15;
+    const fresh = await s.remint(plain.bearer);
+    assert.equal(fresh.token.expire_at, T0 + 61 + 15 + 10);
+    log(minted(fresh));
+  }],
+
   ['adopt: verified, then recorded; adopting again resets nothing', {}, async (s, clock, log) => {
     const elsewhere = new TokenStore({ secret: SECRET, now: clock.now });
     const m = elsewhere.mint('peer', 'worker', { maxUses: 2, taskId: 'p' });

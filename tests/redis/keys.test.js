@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createClient } from 'redis';
 import { RedisTokenStore, TokenStore, CapTokenError } from 'captoken/redis';
-import { SECRET, T0 } from '../node/helpers.js';
+import { SECRET, OTHER_SECRET, T0 } from '../node/helpers.js';
 import { startRedis } from './server.js';
 import { freshNamespace } from './stores.js';
 
@@ -100,6 +100,45 @@ test('import: a TokenStore snapshot into an empty namespace decides the same', a
   // Round trip back: the Redis snapshot restores into a TokenStore deciding the same.
   const back = TokenStore.restore(await store.snapshot(), { secret: SECRET, now: () => clock.t });
   assert.deepEqual(back.check(w.bearer, 'fetch_prompt', 'r'), await store.check(w.bearer, 'fetch_prompt', 'r'));
+});
+
+test('import and snapshot: sealed text only, and a Worker-minted token keeps its minter\'s expiry (not_after)', async () => {
+  const clock = { t: T0 };
+  const now = () => clock.t;
+  const local = new TokenStore({ secret: SECRET, now });
+  const op = local.attachOperator('op');
+  local.startTask(op.bearer, { taskId: 'r' });
+  const minter = local.dispatchAttempt(op.bearer, 'r', { ttlSecs: 60 });
+  const child = local.dispatchAttempt(minter.bearer, 'r');
+  const text = local.snapshot();
+  assert.match(text, /^\{"version":1,"key_id":"[0-9a-f]+","mac":"[0-9a-f]{64}",/);
+  assert.match(text, /"not_after":/);
+  // Unsealed text, or text sealed with another secret: refused, nothing written.
+  const unsealed = text.replace(/^\{"version":1,"key_id":"[0-9a-f]+","mac":"[0-9a-f]{64}",/, '{"version":1,');
+  assert.notEqual(unsealed, text);
+  const foreign = new TokenStore({ secret: OTHER_SECRET, now }).snapshot();
+  const empty = freshNamespace();
+  for (const [bad, why] of [[unsealed, /unsealed|seal/], [foreign, /secret|key/]]) {
+    await assert.rejects(RedisTokenStore.import(client, bad, { secret: SECRET, namespace: empty }),
+      (e) => e instanceof CapTokenError && e.code === 'ERR_SNAPSHOT_INVALID' && why.test(e.message));
+  }
+  assert.deepEqual((await dump(empty)).keys, []);
+
+  const store = await RedisTokenStore.import(client, text, { secret: SECRET, namespace: freshNamespace(), now });
+  // Redis's snapshot is sealed, restores in TokenStore and holds the same records.
+  const exported = await store.snapshot();
+  assert.match(exported, /^\{"version":1,"key_id":"[0-9a-f]+","mac":"[0-9a-f]{64}",/);
+  const back = TokenStore.restore(exported, { secret: SECRET, now });
+  assert.deepEqual(back.records(), local.records());
+  // The cap came through: a remint stops at the minter's expiry, in Redis and in TokenStore.
+  clock.t = T0 + 30;
+  const again = await store.remint(child.bearer);
+  assert.equal(again.token.expire_at, T0 + 60);
+  clock.t = T0 + 61;
+  await assert.rejects(store.remint(again.bearer), { code: 'ERR_TOKEN_EXPIRED' });
+  const later = TokenStore.restore(await store.snapshot(), { secret: SECRET, now });
+  assert.throws(() => later.remint(again.bearer), { code: 'ERR_TOKEN_EXPIRED' });
+  assert.throws(() => back.remint(child.bearer), { code: 'ERR_TOKEN_EXPIRED' });
 });
 
 test('hostile namespaces cannot reach another namespace\'s keys', async () => {

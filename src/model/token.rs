@@ -1,13 +1,12 @@
 //! [`CapToken`]: the signed token, its bearer string and its [`Fingerprint`].
 
 use crate::error::CapTokenError;
+pub use crate::fingerprint::Fingerprint;
 use crate::role::Role;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use core::fmt;
-use core::str::FromStr;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest, Sha256};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::borrow::Cow;
 
 /// The longest bearer string [`CapToken::from_bearer`] will look at.
@@ -20,7 +19,7 @@ pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 /// The `v` value carried by tokens of the `v2` signing format.
 pub const V2: u8 = 2;
 
-/// A capability token, in the JSON shape of SPEC.md.
+/// A capability token, in the JSON shape of docs/protocol.md.
 ///
 /// `Debug` redacts the nonce: it is secret material.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -468,67 +467,6 @@ pub(crate) fn is_lower_hex(text: &str, len: usize) -> bool {
     text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// A token's public identity: SHA-256 of its nonce. Stores are keyed by it, and
-/// every error, log line and snapshot names it instead of the nonce.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Fingerprint([u8; 32]);
-
-impl Fingerprint {
-    /// The fingerprint of a nonce given as its text.
-    pub fn of_nonce(nonce: &str) -> Self {
-        Fingerprint(Sha256::digest(nonce.as_bytes()).into())
-    }
-
-    /// The 32 raw bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Build from 32 raw bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Fingerprint(bytes)
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 64];
-        let hex = base16ct::lower::encode_str(&self.0, &mut buf).map_err(|_| fmt::Error)?;
-        f.write_str(hex)
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Fingerprint({self})")
-    }
-}
-
-impl FromStr for Fingerprint {
-    type Err = CapTokenError;
-
-    /// Parse 64 lowercase hex characters.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        crate::hex::decode_lower(s)
-            .map(Fingerprint)
-            .ok_or_else(|| CapTokenError::invalid("fingerprint is not 64 lowercase hex characters"))
-    }
-}
-
-impl Serialize for Fingerprint {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Fingerprint {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse()
-            .map_err(|_| serde::de::Error::custom("fingerprint is not 64 lowercase hex characters"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,8 +569,22 @@ mod tests {
     #[test]
     fn canonical_len_is_the_length_of_the_canonical_text() {
         let texts = [
-            "", "a", "agent-7", "q\"uote", "back\\slash", "slash/", "tab\t", "nl\n", "cr\r",
-            "\u{8}\u{c}", "\u{0}\u{1f}\u{7f}", "é", "日本", "🦀", "|,*", "a b",
+            "",
+            "a",
+            "agent-7",
+            "q\"uote",
+            "back\\slash",
+            "slash/",
+            "tab\t",
+            "nl\n",
+            "cr\r",
+            "\u{8}\u{c}",
+            "\u{0}\u{1f}\u{7f}",
+            "é",
+            "日本",
+            "🦀",
+            "|,*",
+            "a b",
         ];
         for agent_id in texts {
             for scopes in [vec![], vec!["*"], vec!["read", "wr\"ite"], texts.to_vec()] {

@@ -1,24 +1,44 @@
-//! The JavaScript face of [`crate::remote`], for `captoken/redis`: argument
-//! conversion exactly as in [`crate::bindings`], the stateless steps, and
-//! signing. The state and steps 5 to 7 live in the server's scripts
-//! (js/redis/*.lua); this layer never sees them.
+//! The JavaScript face of [`crate::remote`], for `captoken/redis`: arguments
+//! read by the binding layer's own functions ([`super::args`]), the stateless
+//! steps, and signing. The state and steps 5 to 7 live in the server's
+//! scripts (js/redis/*.lua); this layer never sees them. Results are built by
+//! [`super::remote_results`].
 //!
-//! Not part of the public API: the class is `__RemoteCore`, used by js/redis.cjs.
+//! Built only with the `remote` feature (the Node flavour: a browser cannot
+//! reach Redis). Not part of the public API: the class is `__RemoteCore`,
+//! used by js/redis.cjs, which copies every options object to plain data
+//! first (js/args.js), as the `TokenStore` entry does.
 
-use crate::bindings::{
-    bearer_arg, field, fingerprint_arg, mint_options_arg, minted_js, optional_string_arg,
-    optional_task_arg, options_object, role_arg, state_text_arg, store_options_arg, string_arg,
-    throw, to_js, to_js_error, verb_arg, JsClock, JsResult,
+use super::args::{
+    bearer_arg, fingerprint_arg, mint_options_arg, optional_string_arg, optional_task_arg,
+    role_arg, start_task_arg, state_text_arg, store_options_arg, string_arg, verb_arg, JsClock,
 };
+use super::errors::{throw, to_js_error, JsResult};
+use super::remote_results::{
+    hex, new_record_js, object, opt_text, opt_u32, ownership_kind, prepared_js, presented_js,
+    refusal, set,
+};
+use super::results::{minted_js, to_js};
 use crate::clock::Clock;
 use crate::error::CapTokenError;
-use crate::remote::{record_digest, Presented, RemoteCore, RemoteMinted};
+use crate::remote::{record_digest, record_json, RemoteCore};
 use crate::role::{Role, Verb};
 use crate::signer::SigningFormat;
 use crate::store::{check_task_id, MintOptions};
-use crate::token::TokenFields;
-use crate::token::{Fingerprint, MAX_SAFE_INTEGER};
+use crate::token::{TokenFields, MAX_SAFE_INTEGER};
 use wasm_bindgen::prelude::*;
+
+/// A `notAfter` argument: a whole number of seconds, or none (negative,
+/// `null`, `undefined`).
+fn not_after_arg(value: f64) -> Option<u64> {
+    (value.is_finite() && value >= 0.0).then(|| value.min(MAX_SAFE_INTEGER as f64) as u64)
+}
+
+fn opt_time(value: Option<u64>) -> JsValue {
+    value.map_or(JsValue::NULL, |at| {
+        JsValue::from(at.min(MAX_SAFE_INTEGER) as f64)
+    })
+}
 
 /// The remote store's core (see the module docs).
 #[wasm_bindgen(js_name = "__RemoteCore")]
@@ -28,97 +48,6 @@ pub struct JsRemoteCore {
     secret: Vec<u8>,
     /// Reused buffer for decoding bearers.
     scratch: core::cell::Cell<Vec<u8>>,
-}
-
-fn hex(bytes: &[u8; 32]) -> String {
-    let mut buf = [0u8; 64];
-    base16ct::lower::encode_str(bytes, &mut buf)
-        .map(str::to_owned)
-        .unwrap_or_default()
-}
-
-/// Where step 6 applies to a verb: 1 the verb must name the bound task,
-/// 2 the bound task or one below it, 0 no rule.
-fn ownership_kind(verb: Verb) -> u8 {
-    if verb.is_ownership_gated() {
-        1
-    } else if verb.is_subtree_gated() {
-        2
-    } else {
-        0
-    }
-}
-
-fn opt_u32(value: Option<u32>) -> JsValue {
-    value.map_or(JsValue::NULL, JsValue::from)
-}
-
-fn opt_text(value: Option<&str>) -> JsValue {
-    value.map_or(JsValue::NULL, JsValue::from_str)
-}
-
-/// A plain object of these fields, set one by one (cheaper in code size
-/// than a serde shape per result).
-fn object(fields: &[(&str, JsValue)]) -> JsValue {
-    let out: JsValue = js_sys::Object::new().into();
-    for (key, value) in fields {
-        set(&out, key, value);
-    }
-    out
-}
-
-fn presented_js(presented: &Presented, verb: Option<Verb>, task_arg: Option<&str>) -> JsValue {
-    let token = &presented.token;
-    let scopes: js_sys::Array = token.scopes.iter().map(|s| JsValue::from_str(s)).collect();
-    object(&[
-        ("fingerprint", presented.fingerprint.to_string().into()),
-        ("digest", hex(&presented.digest).into()),
-        ("role", token.role.as_str().into()),
-        ("agentId", token.agent_id.as_str().into()),
-        ("scopes", scopes.into()),
-        ("issuedAt", (token.issued_at as f64).into()),
-        ("expireAt", (token.expire_at as f64).into()),
-        ("maxUses", opt_u32(token.max_uses)),
-        ("kind", verb.map_or(0, ownership_kind).into()),
-        ("taskArg", opt_text(task_arg)),
-    ])
-}
-
-fn new_record_js(minted: &RemoteMinted, task_id: Option<&str>) -> JsValue {
-    let token = &minted.minted.token;
-    object(&[
-        ("fingerprint", minted.minted.fingerprint.to_string().into()),
-        ("digest", hex(&minted.digest).into()),
-        ("json", minted.json.as_str().into()),
-        ("role", token.role.as_str().into()),
-        ("issuedAt", (token.issued_at as f64).into()),
-        ("expireAt", (token.expire_at as f64).into()),
-        ("maxUses", opt_u32(token.max_uses)),
-        ("taskId", opt_text(task_id)),
-    ])
-}
-
-/// `{ minted, record }` for a signed token, or `{ deferred }`: the error
-/// to report once the script has found no earlier one.
-fn prepared_js(prepared: Result<RemoteMinted, CapTokenError>, task_id: Option<&str>) -> JsValue {
-    let out = js_sys::Object::new();
-    let (key, value) = match prepared {
-        Ok(minted) => {
-            let _ = js_sys::Reflect::set(&out, &"record".into(), &new_record_js(&minted, task_id));
-            ("minted", minted_js(&minted.minted))
-        }
-        Err(error) => ("deferred", to_js_error(&error)),
-    };
-    let _ = js_sys::Reflect::set(&out, &key.into(), &value);
-    out.into()
-}
-
-fn set(target: &JsValue, key: &str, value: &JsValue) {
-    let _ = js_sys::Reflect::set(target, &JsValue::from_str(key), value);
-}
-
-fn opt_str(value: &JsValue) -> Option<String> {
-    value.as_string()
 }
 
 #[wasm_bindgen(js_class = "__RemoteCore")]
@@ -234,11 +163,7 @@ impl JsRemoteCore {
             throw(check_task_id(task_id))?;
         }
         let out = presented_js(&presented, None, None);
-        set(
-            &out,
-            "json",
-            &crate::remote::record_json(&presented.token).into(),
-        );
+        set(&out, "json", &record_json(&presented.token).into());
         set(
             &out,
             "taskId",
@@ -261,30 +186,31 @@ impl JsRemoteCore {
     }
 
     /// The new token of a remint: the bearer's agent and scopes, the same
-    /// lifetime from now, `usesLeft` (negative: unlimited) and the bound task.
+    /// lifetime from now but never past `notAfter` (the expiry of the Worker
+    /// that minted the token; negative: none), `usesLeft` (negative:
+    /// unlimited) and the bound task. `{ deferred }` holds the refusal.
     #[wasm_bindgen(js_name = remintMint)]
     pub fn remint_mint(
         &self,
         bearer: JsValue,
         uses_left: f64,
         task_id: JsValue,
+        not_after: f64,
         now: f64,
     ) -> JsResult<JsValue> {
         let bearer = throw(bearer_arg(&bearer))?;
         let presented = throw(self.core.authenticate(&bearer, None))?;
-        let token = &presented.token;
-        let task_id = opt_str(&task_id);
-        let options = MintOptions {
-            scopes: Some(token.scopes.clone()),
-            ttl_secs: Some(token.expire_at.saturating_sub(token.issued_at)),
-            max_uses: (uses_left >= 0.0).then_some(uses_left as u32),
-            task_id: task_id.clone(),
-        };
-        Ok(prepared_js(
-            self.core
-                .mint(&token.agent_id, Role::Worker, &options, None, now as u64),
-            task_id.as_deref(),
-        ))
+        let task_id = task_id.as_string();
+        let not_after = not_after_arg(not_after);
+        let uses_left = (uses_left >= 0.0).then_some(uses_left as u32);
+        let now = now as u64;
+        let prepared =
+            RemoteCore::remint_options(&presented, uses_left, task_id.clone(), not_after, now)
+                .and_then(|options| {
+                    self.core
+                        .mint(&presented.token.agent_id, Role::Worker, &options, None, now)
+                });
+        Ok(prepared_js(prepared, task_id.as_deref(), not_after))
     }
 
     /// `mint`'s (and `attachOperator`'s) arguments and the signed token, or
@@ -300,7 +226,7 @@ impl JsRemoteCore {
         let role = role_arg(&role)?;
         let options = mint_options_arg(&options)?;
         let prepared = self.core.mint(&agent_id, role, &options, None, now as u64);
-        Ok(prepared_js(prepared, options.task_id.as_deref()))
+        Ok(prepared_js(prepared, options.task_id.as_deref(), None))
     }
 
     /// `dispatchAttempt`'s arguments, steps 1 to 4, and the signed token.
@@ -356,7 +282,8 @@ impl JsRemoteCore {
         match self.core.mint(&agent, Role::Worker, &options, cap, now) {
             Ok(minted) => {
                 set(&out, "stage", &0.into());
-                set(&out, "record", &new_record_js(&minted, Some(&task_id)));
+                // Neither the token nor any remint of it outlives the minting Worker.
+                set(&out, "record", &new_record_js(&minted, Some(&task_id), cap));
                 set(&out, "minted", &minted_js(&minted.minted));
             }
             Err(error) => stage_error(3, error),
@@ -370,13 +297,7 @@ impl JsRemoteCore {
     #[wasm_bindgen(js_name = startPrepare)]
     pub fn start_prepare(&self, bearer: JsValue, options: JsValue, now: f64) -> JsResult<JsValue> {
         let bearer = throw(bearer_arg(&bearer))?;
-        let (task_id, parent_id) = match options_object(&options, "options")? {
-            Some(object) => (
-                optional_string_arg(&field(&object, "taskId")?, "taskId")?,
-                optional_string_arg(&field(&object, "parentId")?, "parentId")?,
-            ),
-            None => (None, None),
-        };
+        let (task_id, parent_id) = start_task_arg(&options)?;
         let presented = throw(self.core.authorize(&bearer, Verb::StartTask, now as u64))?;
         let out = presented_js(&presented, Some(Verb::StartTask), parent_id.as_deref());
         if let Some(id) = &task_id {
@@ -415,50 +336,10 @@ impl JsRemoteCore {
 
     /// The CapTokenError for a script's refusal: `code` and its details.
     pub fn error(&self, code: &str, fingerprint: JsValue, a: JsValue, b: JsValue) -> JsValue {
-        let fp = || {
-            fingerprint
-                .as_string()
-                .and_then(|text| text.parse::<Fingerprint>().ok())
-                .unwrap_or_else(|| Fingerprint::from_bytes([0; 32]))
-        };
-        let number = |v: &JsValue| v.as_f64().unwrap_or(0.0) as u32;
-        let error = match code {
-            "ERR_TOKEN_NOT_FOUND" => CapTokenError::TokenNotFound { fingerprint: fp() },
-            "ERR_BAD_SIGNATURE" => CapTokenError::BadSignature,
-            "ERR_TOKEN_EXPIRED" => CapTokenError::TokenExpired { fingerprint: fp() },
-            "ERR_TOKEN_TASK_MISMATCH" => CapTokenError::TokenTaskMismatch {
-                fingerprint: fp(),
-                bound: opt_str(&a),
-                arg: opt_str(&b),
-            },
-            "ERR_TOKEN_REVOKED" => CapTokenError::TokenRevoked { fingerprint: fp() },
-            "ERR_TOKEN_USES_EXHAUSTED" => CapTokenError::TokenUsesExhausted { fingerprint: fp() },
-            "ERR_SPAWN_DEPTH_EXCEEDED" => CapTokenError::SpawnDepthExceeded {
-                current: number(&a),
-                max: number(&b),
-            },
-            "ERR_TASK_NOT_FOUND" => CapTokenError::TaskNotFound {
-                task_id: opt_str(&a),
-            },
-            "ERR_LIMIT_EXCEEDED" => CapTokenError::LimitExceeded {
-                limit: match a.as_string().as_deref() {
-                    Some("maxRecords") => "maxRecords",
-                    Some("maxTasks") => "maxTasks",
-                    Some("maxTasksPerTree") => "maxTasksPerTree",
-                    Some("maxChildrenPerTask") => "maxChildrenPerTask",
-                    _ => "maxMadePerWorkerToken",
-                },
-                max: u64::from(number(&b)),
-            },
-            "ERR_STORE_UNAVAILABLE" => CapTokenError::StoreUnavailable {
-                reason: a.as_string().unwrap_or_default(),
-            },
-            _ => CapTokenError::invalid(a.as_string().unwrap_or_default()),
-        };
-        to_js_error(&error)
+        to_js_error(&refusal(code, &fingerprint, &a, &b))
     }
 
-    /// The store's snapshot text from the version-1 text js/redis.cjs
+    /// The store's sealed snapshot text from the unsealed text js/redis.cjs
     /// assembles (see [`RemoteCore::finish_snapshot`]).
     #[wasm_bindgen(js_name = finishSnapshot)]
     pub fn finish_snapshot(&self, text: JsValue) -> JsResult<String> {
@@ -491,6 +372,7 @@ impl JsRemoteCore {
                     ("usesLeft", opt_u32(r.uses_left)),
                     ("revoked", r.revoked.into()),
                     ("taskId", opt_text(r.task_id.as_deref())),
+                    ("notAfter", opt_time(r.not_after)),
                 ])
             })
             .collect();

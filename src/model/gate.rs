@@ -58,7 +58,7 @@ const SENIOR_VERBS: &[Verb] = &[
 ];
 
 impl Default for Gate {
-    /// The default table of SPEC.md.
+    /// The default table of docs/protocol.md.
     fn default() -> Self {
         Gate {
             rows: [

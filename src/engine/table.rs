@@ -8,7 +8,7 @@
 //! a small overflow map. Agent and task ids are interned: the thousands of
 //! tokens dispatched for one task share two strings.
 
-use crate::state::Entry;
+use crate::entry::Entry;
 use crate::token::Fingerprint;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};

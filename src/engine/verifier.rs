@@ -1,5 +1,5 @@
 //! The stateless half of a decision: decode, signature, expiry and gate
-//! (steps 1 to 4 of SPEC.md). It reads no records and no tasks, so it can run
+//! (steps 1 to 4 of docs/protocol.md). It reads no records and no tasks, so it can run
 //! anywhere the secret is, in front of any [`crate::state`] backend.
 
 use crate::error::CapTokenError;

@@ -12,12 +12,24 @@
 //! Like a snapshot, a journal holds no nonce and no secret: records name
 //! their fingerprint. A use spent on an unlimited token changes no state and
 //! writes no line.
+//!
+//! Every line is sealed and chained (see [`crate::seal`] and
+//! `docs/snapshot-and-journal.md`): it starts with its MAC,
+//! `{"mac":"<64 hex>",` and then the event's fields, `"op":…}`. The MAC covers
+//! the previous line's MAC (the snapshot's for the first line) and the bytes
+//! after the MAC field, so replay refuses a line edited, deleted in the middle,
+//! moved, duplicated or from another chain. Complete lines cut off the end
+//! cannot be told from a crash, and are not refused.
 
+use crate::changes::Change;
 use crate::error::CapTokenError;
+use crate::persist::records::{
+    check_depth, not_a_snapshot, validate_record, RecordIn, RecordOut, TokenIn,
+};
+use crate::seal::{same_tag, Seal, Tag, JOURNAL_LABEL};
 use crate::signer::SigningFormat;
-use crate::snapshot::{not_a_snapshot, validate_record, RecordIn, RecordOut, TokenIn};
-use crate::state::{Entry, MemoryState, TaskNode};
-use crate::store::check_task_id;
+use crate::state::{MemoryState, TaskNode};
+use crate::store::{check_task_id, TokenStore};
 use crate::task::TaskInfo;
 use crate::token::{Fingerprint, Text};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -190,6 +202,7 @@ enum Field {
     SpawnDepth,
     Now,
     Uses,
+    NotAfter,
 }
 
 impl Field {
@@ -205,6 +218,7 @@ impl Field {
             Field::SpawnDepth => "spawn_depth",
             Field::Now => "now",
             Field::Uses => "uses",
+            Field::NotAfter => "not_after",
         }
     }
 }
@@ -216,7 +230,15 @@ impl Op {
         use Field::*;
         match self {
             Self::Record => (
-                &[Tag, Fingerprint, Token, UsesLeft, Revoked, BoundTask],
+                &[
+                    Tag,
+                    Fingerprint,
+                    Token,
+                    UsesLeft,
+                    Revoked,
+                    BoundTask,
+                    NotAfter,
+                ],
                 true,
             ),
             Self::Consume => (&[Tag, Fingerprint, Uses], false),
@@ -240,6 +262,7 @@ struct Fields<'a> {
     spawn_depth: Option<u32>,
     now: Option<u64>,
     uses: Option<u32>,
+    not_after: Option<Option<u64>>,
 }
 
 /// Reads the value of one field into its place.
@@ -269,6 +292,7 @@ impl<'de> DeserializeSeed<'de> for Slot<'_, 'de> {
             Field::SpawnDepth => fields.spawn_depth = Some(Deserialize::deserialize(deserializer)?),
             Field::Now => fields.now = Some(Deserialize::deserialize(deserializer)?),
             Field::Uses => fields.uses = Some(Deserialize::deserialize(deserializer)?),
+            Field::NotAfter => fields.not_after = Some(Deserialize::deserialize(deserializer)?),
         }
         Ok(())
     }
@@ -318,7 +342,7 @@ impl<'de> Visitor<'de> for Shape {
                 field,
             };
             if seq.next_element_seed(slot)?.is_none()
-                && !matches!(field, Field::BoundTask | Field::Uses)
+                && !matches!(field, Field::BoundTask | Field::Uses | Field::NotAfter)
             {
                 return Err(de::Error::custom("missing element"));
             }
@@ -346,6 +370,7 @@ fn read_shape(line: &str, op: Op) -> Option<EventIn<'_>> {
             uses_left: fields.uses_left.flatten(),
             revoked: fields.revoked?,
             task_id: fields.bound_task.flatten(),
+            not_after: fields.not_after.flatten(),
         }),
         Op::Consume => EventIn::Consume {
             fingerprint: fields.fingerprint?,
@@ -363,64 +388,157 @@ fn read_shape(line: &str, op: Op) -> Option<EventIn<'_>> {
     })
 }
 
-/// Pending journal lines, written only while journaling is on.
-#[derive(Debug, Default)]
-pub(crate) struct Journal {
-    on: bool,
-    lines: Vec<u8>,
-}
+// A sealed line: `{"mac":"` MAC `",` then the event's fields.
+const LINE_HEAD: &[u8] = b"{\"mac\":\"";
+const LINE_MAC_HEX_LEN: usize = 64;
+const LINE_HEAD_END: &[u8] = b"\",";
+const LINE_FIELDS_AT: usize = LINE_HEAD.len() + LINE_MAC_HEX_LEN + LINE_HEAD_END.len();
 
-impl Journal {
-    pub(crate) fn set_on(&mut self, on: bool) {
-        self.on = on;
-        if !on {
-            self.lines.clear();
-        }
-    }
-
-    pub(crate) fn is_on(&self) -> bool {
-        self.on
-    }
-
-    pub(crate) fn push(&mut self, event: &Event<'_>) {
-        if self.on {
-            // Only strings and integers: writing into a Vec cannot fail.
-            if serde_json::to_writer(&mut self.lines, event).is_ok() {
-                self.lines.push(b'\n');
+impl TokenStore {
+    /// The journal lines (NDJSON, each ending in a newline) for the changes
+    /// made since the last call, each sealed and chained to the line before
+    /// it (docs/snapshot-and-journal.md). Holds no nonce and no secret.
+    /// Replay them with [`TokenStore::restore_with_journal`]. Empty unless
+    /// journaling is on ([`TokenStore::set_journaling`]).
+    pub fn take_journal(&mut self) -> String {
+        let (seal, changes) = self.seal_and_changes();
+        let mut lines: Vec<u8> = Vec::new();
+        let mut event = Vec::new();
+        for change in changes.take() {
+            event.clear();
+            // Only strings and integers: writing into a Vec cannot fail. (A
+            // failed allocation of these few hundred bytes aborts the module,
+            // which the package then reports as unavailable: a change is
+            // never left unjournaled.)
+            if serde_json::to_writer(&mut event, &Event::of(&change)).is_err() {
+                continue;
             }
+            // The event is `{"op":…}`: its fields are everything after the brace.
+            let fields = event.get(1..).unwrap_or_default();
+            let mac = seal.mac(&[JOURNAL_LABEL, &changes.chain_head, fields]);
+            let mut hex = [0u8; LINE_MAC_HEX_LEN];
+            let hex = base16ct::lower::encode(&mac, &mut hex).unwrap_or_default();
+            lines.extend_from_slice(LINE_HEAD);
+            lines.extend_from_slice(hex);
+            lines.extend_from_slice(LINE_HEAD_END);
+            lines.extend_from_slice(fields);
+            lines.push(b'\n');
+            changes.chain_head = mac;
         }
-    }
-
-    pub(crate) fn record(&mut self, fingerprint: &Fingerprint, entry: &Entry) {
-        if self.on {
-            self.push(&Event::Record(RecordOut { fingerprint, entry }));
-        }
-    }
-
-    /// The lines written since the last call, and forget them.
-    pub(crate) fn take(&mut self) -> String {
-        let lines = core::mem::take(&mut self.lines);
-        // Built from serde_json output and newlines only.
+        // Built from serde_json output, hex and newlines only.
         String::from_utf8(lines).unwrap_or_default()
     }
 }
 
+impl<'a> Event<'a> {
+    /// The line an engine change is written as.
+    fn of(change: &'a Change) -> Self {
+        match change {
+            Change::Record { fingerprint, entry } => {
+                Event::Record(RecordOut { fingerprint, entry })
+            }
+            Change::Consume { fingerprint, uses } => Event::Consume {
+                fingerprint,
+                uses: *uses,
+            },
+            Change::Revoke { fingerprint } => Event::Revoke { fingerprint },
+            Change::Task(task) => Event::Task {
+                task_id: &task.task_id,
+                parent_id: task.parent_id.as_deref(),
+                spawn_depth: task.spawn_depth,
+            },
+            Change::Purge { now } => Event::Purge { now: *now },
+        }
+    }
+}
+
+/// Seal unsealed event lines (`{"op":…}`) into a chain starting at `head`.
+/// A line that is not an object is sealed as it is, after its first byte.
+pub(crate) fn seal_lines(seal: &Seal, mut head: Tag, lines: &str) -> String {
+    let mut out = String::new();
+    for line in lines.lines() {
+        let fields = line.get(1..).unwrap_or_default();
+        head = seal.mac(&[JOURNAL_LABEL, &head, fields.as_bytes()]);
+        let mut hex = [0u8; LINE_MAC_HEX_LEN];
+        let hex = base16ct::lower::encode_str(&head, &mut hex).unwrap_or_default();
+        out.push_str("{\"mac\":\"");
+        out.push_str(hex);
+        out.push_str("\",");
+        out.push_str(fields);
+        out.push('\n');
+    }
+    out
+}
+
+/// Check one sealed line against the chain and return its event's JSON
+/// (written into `event`) and its MAC.
+fn unseal_line(
+    line: &str,
+    seal: &Seal,
+    head: &Tag,
+    event: &mut String,
+    number: usize,
+) -> Result<Tag, CapTokenError> {
+    let bytes = line.as_bytes();
+    let broken = || {
+        fault(
+            number,
+            "the seal does not match (the line was edited, or a line before it was deleted, \
+             moved or duplicated, or it comes from another store or secret)",
+        )
+    };
+    if !bytes.starts_with(LINE_HEAD)
+        || bytes.get(LINE_FIELDS_AT - LINE_HEAD_END.len()..LINE_FIELDS_AT) != Some(LINE_HEAD_END)
+    {
+        return Err(fault(number, "the line is not sealed"));
+    }
+    let mac = line
+        .get(LINE_HEAD.len()..LINE_HEAD.len() + LINE_MAC_HEX_LEN)
+        .and_then(crate::hex::decode_lower)
+        .ok_or_else(broken)?;
+    let fields = line.get(LINE_FIELDS_AT..).ok_or_else(broken)?;
+    let expected = seal.mac(&[JOURNAL_LABEL, head, fields.as_bytes()]);
+    if !same_tag(&expected, &mac) {
+        return Err(broken());
+    }
+    event.clear();
+    event.push('{');
+    event.push_str(fields);
+    Ok(mac)
+}
 fn fault(line: usize, what: &str) -> CapTokenError {
     CapTokenError::snapshot(format!("journal line {line}: {what}"))
 }
 
 /// Replay `journal` onto `state`, line by line. A fault anywhere fails the
 /// whole replay (the caller discards `state`).
+///
+/// With `chain` (the seal and the sealed snapshot's MAC) every line must be
+/// sealed and chained to the one before; the MAC of the last line (or the
+/// snapshot's, for no line) is returned: the chain goes on from there.
+/// Without it (an unsealed snapshot the caller opted into) the lines are
+/// read in the old, unsealed shape and `None` is returned.
 pub(crate) fn replay(
     state: &mut MemoryState,
     journal: &str,
     format: SigningFormat,
-) -> Result<(), CapTokenError> {
+    max_depth: u32,
+    chain: Option<(&Seal, Tag)>,
+) -> Result<Option<Tag>, CapTokenError> {
+    let mut head = chain.as_ref().map(|(_, mac)| *mac);
+    let mut unsealed = String::new();
     for (index, line) in journal.lines().enumerate() {
         let number = index + 1;
         if line.trim().is_empty() {
             continue;
         }
+        let line = match (&chain, &mut head) {
+            (Some((seal, _)), Some(head)) => {
+                *head = unseal_line(line, seal, head, &mut unsealed, number)?;
+                unsealed.as_str()
+            }
+            _ => line,
+        };
         let event = read_event(line).map_err(|e| {
             let CapTokenError::SnapshotInvalid { reason } = not_a_snapshot(e) else {
                 return fault(number, "not an event");
@@ -448,6 +566,8 @@ pub(crate) fn replay(
             }
             EventIn::Task(task) => {
                 check_task_id(&task.task_id).map_err(|_| fault(number, "invalid task id"))?;
+                check_depth(&task, max_depth)
+                    .map_err(|_| fault(number, "task at or past maxSpawnDepth"))?;
                 if state.task(&task.task_id).is_some() {
                     return Err(fault(number, "task already exists"));
                 }
@@ -461,7 +581,7 @@ pub(crate) fn replay(
             }
         }
     }
-    Ok(())
+    Ok(head)
 }
 
 #[cfg(test)]

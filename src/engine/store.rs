@@ -5,14 +5,16 @@
 //! including a later step of a compound call, spends and changes nothing:
 //! every check runs before the first write.
 
+use crate::changes::{Change, Changes};
 use crate::clock::Clock;
+use crate::entry::{Entry, Scopes};
 use crate::error::CapTokenError;
 use crate::gate::Gate;
-use crate::journal::{Event, Journal};
 use crate::record::CapTokenRecord;
 use crate::role::{Role, Verb};
+use crate::seal::Seal;
 use crate::signer::{Signer, SigningFormat};
-use crate::state::{Entry, MemoryState, Scopes, TaskNode};
+use crate::state::{MemoryState, TaskNode};
 use crate::task::{TaskId, TaskInfo, MAX_TASK_ID_LEN};
 use crate::token::{CapToken, Fingerprint, TokenFields, MAX_BEARER_LEN, MAX_SAFE_INTEGER};
 use crate::verifier::Verifier;
@@ -25,7 +27,7 @@ pub const MAX_SCOPES: usize = 32;
 /// The longest scope accepted at minting, in bytes.
 pub const MAX_SCOPE_LEN: usize = 128;
 
-/// How a store is set up. `Default` gives SPEC.md's defaults.
+/// How a store is set up. `Default` gives docs/protocol.md's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     /// The signing format minted and accepted (default `v2`).
@@ -34,7 +36,7 @@ pub struct StoreConfig {
     pub max_spawn_depth: u32,
     /// Lifetime of minted tokens unless told otherwise (default 1800 s).
     pub worker_token_ttl_secs: u64,
-    /// Which role may call which verb (default: the table of SPEC.md).
+    /// Which role may call which verb (default: the table of docs/protocol.md).
     pub gate: Gate,
     /// How much the store holds at most (default: [`Limits::default`]).
     pub limits: Limits,
@@ -52,7 +54,7 @@ impl Default for StoreConfig {
     }
 }
 
-/// What one token holder can make a store hold (SPEC.md, "Limits"). Past a
+/// What one token holder can make a store hold (docs/protocol.md, "Limits"). Past a
 /// limit the call is [`CapTokenError::LimitExceeded`] and nothing changes.
 ///
 /// Workers may fill the store-wide limits only up to nine tenths: the last
@@ -156,7 +158,9 @@ pub struct TokenStore {
     clock: Box<dyn Clock>,
     /// Reused buffer for decoding bearers, so a decision allocates nothing.
     scratch: Cell<Vec<u8>>,
-    journal: Journal,
+    /// Derived from the secret once: seals snapshots and journal lines.
+    seal: Seal,
+    changes: Changes,
 }
 
 impl core::fmt::Debug for TokenStore {
@@ -203,7 +207,7 @@ impl<'a> GrantRef<'a> {
     }
     /// Whether the scopes are exactly `["*"]`.
     pub fn is_unscoped(&self) -> bool {
-        matches!(self.entry.scopes, crate::state::Scopes::All)
+        matches!(self.entry.scopes, crate::entry::Scopes::All)
     }
     /// The task the token is bound to.
     pub fn task_id(&self) -> Option<&'a str> {
@@ -233,7 +237,10 @@ impl TokenStore {
         config: StoreConfig,
         clock: Box<dyn Clock>,
     ) -> Result<Self, CapTokenError> {
-        Self::with_state(secret, config, clock, MemoryState::default())
+        let mut store = Self::with_state(secret, config, clock, MemoryState::default())?;
+        // A fresh store's journal chains to the seal of its empty snapshot.
+        store.snapshot()?;
+        Ok(store)
     }
 
     pub(crate) fn with_state(
@@ -262,6 +269,25 @@ impl TokenStore {
         {
             return Err(CapTokenError::invalid("every limit must be at least 1"));
         }
+        let signer = Signer::new(secret, config.format)?;
+        let mut store = TokenStore {
+            verifier: Verifier::new(signer, config.gate),
+            state: MemoryState::default(),
+            config,
+            clock,
+            scratch: Cell::new(Vec::new()),
+            seal: Seal::new(secret),
+            changes: Changes::default(),
+        };
+        store.replace_state(state)?;
+        Ok(store)
+    }
+
+    /// Hold `state` (read back by a restore) instead of the current one,
+    /// after checking it fits the store's limits and depth cap; its counts
+    /// are made anew. On a fault nothing changes.
+    pub(crate) fn replace_state(&mut self, state: MemoryState) -> Result<(), CapTokenError> {
+        let (limits, max_spawn_depth) = (self.config.limits, self.config.max_spawn_depth);
         let mut state = state;
         if state.len() > limits.max_records as usize {
             return Err(CapTokenError::snapshot("more records than maxRecords"));
@@ -271,22 +297,15 @@ impl TokenStore {
         }
         if let Some((task_id, _)) = state
             .tasks()
-            .find(|(_, node)| node.spawn_depth >= config.max_spawn_depth)
+            .find(|(_, node)| node.spawn_depth >= max_spawn_depth)
         {
             return Err(CapTokenError::snapshot(format!(
                 "task {task_id:?} sits at or past maxSpawnDepth"
             )));
         }
         state.recount();
-        let signer = Signer::new(secret, config.format)?;
-        Ok(TokenStore {
-            verifier: Verifier::new(signer, config.gate),
-            state,
-            config,
-            clock,
-            scratch: Cell::new(Vec::new()),
-            journal: Journal::default(),
-        })
+        self.state = state;
+        Ok(())
     }
 
     /// The configuration the store was built with.
@@ -301,6 +320,22 @@ impl TokenStore {
 
     pub(crate) fn state(&self) -> &MemoryState {
         &self.state
+    }
+
+    /// The seal key, for the snapshot and the journal.
+    pub(crate) fn seal(&self) -> &Seal {
+        &self.seal
+    }
+
+    /// The changes not yet journaled, for the snapshot and the journal.
+    pub(crate) fn changes_mut(&mut self) -> &mut Changes {
+        &mut self.changes
+    }
+
+    /// The seal key and the changes at once (the journal reads one while
+    /// it drains the other).
+    pub(crate) fn seal_and_changes(&mut self) -> (&Seal, &mut Changes) {
+        (&self.seal, &mut self.changes)
     }
 
     /// The store's clock, in unix seconds.
@@ -543,10 +578,7 @@ impl TokenStore {
             Some(Ok(left)) => {
                 // An unlimited token's use changes no state: nothing to journal.
                 if left.is_some() {
-                    self.journal.push(&Event::Consume {
-                        fingerprint: &fingerprint,
-                        uses,
-                    });
+                    self.changes.push(Change::Consume { fingerprint, uses });
                 }
                 Ok(())
             }
@@ -703,11 +735,9 @@ impl TokenStore {
         let node = TaskNode::new(parent_id.as_deref(), spawn_depth);
         let info = node.info(&task_id);
         self.state.insert_task(&task_id, node);
-        self.journal.push(&Event::Task {
-            task_id: &info.task_id,
-            parent_id: info.parent_id.as_deref(),
-            spawn_depth: info.spawn_depth,
-        });
+        if self.changes.is_on() {
+            self.changes.push(Change::Task(info.clone()));
+        }
         Ok(info)
     }
 
@@ -817,12 +847,16 @@ impl TokenStore {
             (0, None)
         };
         self.check_records(worker)?;
-        let (minted, entry) = self.prepare_mint(
+        let (minted, mut entry) = self.prepare_mint(
             &format!("worker-of-{task_id}"),
             Role::Worker,
             &options,
             expiry_cap,
         )?;
+        // Neither the token nor any remint of it outlives the minting Worker.
+        if let Some(cap) = expiry_cap {
+            entry.not_after = cap;
+        }
         self.spend_uses(allowed, handed.saturating_add(1))?;
         if worker {
             self.state.note_made(&allowed.fingerprint);
@@ -846,7 +880,9 @@ impl TokenStore {
     pub fn revoke(&mut self, fingerprint: &Fingerprint) -> bool {
         let revoked = self.state.revoke(fingerprint);
         if revoked {
-            self.journal.push(&Event::Revoke { fingerprint });
+            self.changes.push(Change::Revoke {
+                fingerprint: *fingerprint,
+            });
         }
         revoked
     }
@@ -856,7 +892,9 @@ impl TokenStore {
     pub fn revoke_task(&mut self, task_id: &str) -> usize {
         let revoked = self.state.revoke_task_tree(task_id);
         for fingerprint in &revoked {
-            self.journal.push(&Event::Revoke { fingerprint });
+            self.changes.push(Change::Revoke {
+                fingerprint: *fingerprint,
+            });
         }
         revoked.len()
     }
@@ -865,7 +903,8 @@ impl TokenStore {
     /// carry a good signature and a live record, and must not have expired
     /// more than one lifetime (`expire_at - issued_at`) ago. The new token has
     /// the same agent, scopes and bound task, `max_uses` = the uses left, and
-    /// the same lifetime counted from now; the old record is revoked, so the
+    /// the same lifetime counted from now, but never past the expiry of the
+    /// Worker that minted the token; the old record is revoked, so the
     /// bearer's power never widens.
     pub fn remint(&mut self, bearer: &str) -> Result<Minted, CapTokenError> {
         let verified = self.verifier.authenticate_ignoring_expiry(bearer)?;
@@ -892,15 +931,22 @@ impl TokenStore {
         if self.now().saturating_sub(verified.token.expire_at) > lifetime {
             return Err(CapTokenError::TokenExpired { fingerprint });
         }
+        // Nor does it outlive the Worker that minted the token.
+        let not_after = entry.not_after;
+        let left_before_cap = not_after.saturating_sub(self.now());
+        if left_before_cap == 0 {
+            return Err(CapTokenError::TokenExpired { fingerprint });
+        }
         let options = MintOptions {
             scopes: Some(verified.token.scopes.clone()),
-            ttl_secs: Some(lifetime),
+            ttl_secs: Some(lifetime.min(left_before_cap)),
             max_uses: entry.uses_left,
             task_id: entry.task_id.as_deref().map(str::to_owned),
         };
         self.check_records(false)?;
-        let (minted, entry) =
+        let (minted, mut entry) =
             self.prepare_mint(&verified.token.agent_id, Role::Worker, &options, None)?;
+        entry.not_after = not_after;
         self.revoke(&fingerprint);
         self.insert_record(minted.fingerprint, entry);
         Ok(minted)
@@ -911,33 +957,27 @@ impl TokenStore {
         let now = self.now();
         let purged = self.state.purge_expired(now);
         if purged > 0 {
-            self.journal.push(&Event::Purge { now });
+            self.changes.push(Change::Purge { now });
         }
         purged
     }
 
     fn insert_record(&mut self, fingerprint: Fingerprint, entry: Entry) {
-        if self.state.insert(fingerprint, entry) && self.journal.is_on() {
+        if self.state.insert(fingerprint, entry) && self.changes.is_on() {
             if let Some(entry) = self.state.entry(&fingerprint) {
-                self.journal.record(&fingerprint, entry);
+                let entry = entry.clone();
+                self.changes.push(Change::Record { fingerprint, entry });
             }
         }
     }
 
     // ---- journal -------------------------------------------------------
 
-    /// Start or stop journaling. While on, every state change is kept as a
-    /// line of JSON until [`take_journal`](Self::take_journal); stopping drops
-    /// lines not yet taken.
+    /// Start or stop journaling. While on, every state change is kept until
+    /// `take_journal` (in [`crate::journal`]) writes it out; stopping drops
+    /// the changes not yet taken.
     pub fn set_journaling(&mut self, on: bool) {
-        self.journal.set_on(on);
-    }
-
-    /// The journal lines (NDJSON, each ending in a newline) written since the
-    /// last call. Holds no nonce and no secret. Replay them with
-    /// [`restore_with_journal`](Self::restore_with_journal).
-    pub fn take_journal(&mut self) -> String {
-        self.journal.take()
+        self.changes.set_on(on);
     }
 
     // ---- reading -------------------------------------------------------
@@ -945,6 +985,15 @@ impl TokenStore {
     /// The record of one token (its token's nonce is empty).
     pub fn record(&self, fingerprint: &Fingerprint) -> Option<CapTokenRecord> {
         self.state.entry(fingerprint).map(|entry| entry.to_record())
+    }
+
+    /// The expiry of the Worker that minted this token, which no remint of
+    /// it outlives (`None`: no record, or not minted by a Worker).
+    pub(crate) fn not_after(&self, fingerprint: &Fingerprint) -> Option<u64> {
+        self.state
+            .entry(fingerprint)
+            .map(|entry| entry.not_after)
+            .filter(|at| *at != crate::entry::NO_CAP)
     }
 
     /// One tracked task.

@@ -11,9 +11,10 @@
 //! server holds a nonce, a bearer or the secret.
 
 use crate::clock::Clock;
+use crate::entry::Scopes;
 use crate::error::CapTokenError;
 use crate::role::{Role, Verb};
-use crate::state::Scopes;
+use crate::snapshot::RestoreOptions;
 use crate::store::{narrower_scopes, MintOptions, Minted, StoreConfig, TokenStore};
 use crate::task::TaskInfo;
 use crate::token::{CapToken, Fingerprint, TokenFields};
@@ -135,6 +136,9 @@ pub struct RemoteRecord {
     pub revoked: bool,
     /// The bound task.
     pub task_id: Option<String>,
+    /// The expiry of the Worker that minted the token, which no remint
+    /// outlives (`None`: not minted by a Worker).
+    pub not_after: Option<u64>,
 }
 
 /// The core of a store whose state lives elsewhere: the store's signer,
@@ -228,25 +232,64 @@ impl RemoteCore {
         narrower_scopes(asked, &Scopes::from_iter(own.iter().map(String::as_str)))
     }
 
-    /// Snapshot text in the store's own format from the version-1 text the
-    /// remote store assembles from its records and tasks: restored (and so
-    /// validated) exactly as [`TokenStore::restore`] does, then written by
-    /// [`TokenStore::snapshot`]. With [`read_snapshot`](Self::read_snapshot),
-    /// the only code that knows the snapshot format: a sealed format changes
-    /// these two functions only.
+    /// The options of a remint at `now` of a Worker token (`token`, as
+    /// presented) whose record has `uses_left` and `task_id` and was minted
+    /// by a Worker that expires at `not_after`: the same lifetime from now,
+    /// but never past `not_after` (then [`CapTokenError::TokenExpired`]), as
+    /// [`TokenStore::remint`] does.
+    pub fn remint_options(
+        presented: &Presented,
+        uses_left: Option<u32>,
+        task_id: Option<String>,
+        not_after: Option<u64>,
+        now: u64,
+    ) -> Result<MintOptions, CapTokenError> {
+        let token = &presented.token;
+        let lifetime = token.expire_at.saturating_sub(token.issued_at);
+        let ttl = match not_after {
+            Some(cap) => {
+                let left = cap.saturating_sub(now);
+                if left == 0 {
+                    return Err(CapTokenError::TokenExpired {
+                        fingerprint: presented.fingerprint,
+                    });
+                }
+                lifetime.min(left)
+            }
+            None => lifetime,
+        };
+        Ok(MintOptions {
+            scopes: Some(token.scopes.clone()),
+            ttl_secs: Some(ttl),
+            max_uses: uses_left,
+            task_id,
+        })
+    }
+
+    /// Sealed snapshot text in the store's own format from the unsealed
+    /// text the remote store assembles from its records and tasks (trusted:
+    /// this process built it from what the server holds): restored, and so
+    /// validated, exactly as [`TokenStore::restore`] does with
+    /// `allow_unsealed`, then written and sealed by [`TokenStore::snapshot`].
+    /// With [`read_snapshot`](Self::read_snapshot), the only code that
+    /// knows the snapshot format.
     pub fn finish_snapshot(&self, assembled: &str, secret: &[u8]) -> Result<String, CapTokenError> {
-        let store = TokenStore::restore(
+        let mut store = TokenStore::restore_with(
             assembled,
+            "",
             secret,
             self.store.config().clone(),
             Box::new(SetClock::default()),
+            RestoreOptions {
+                allow_unsealed: true,
+            },
         )?;
-        Ok(store.snapshot())
+        store.snapshot()
     }
 
-    /// The records and tasks of snapshot text, validated exactly as
-    /// [`TokenStore::restore`] does (the one place that reads the snapshot
-    /// format: a sealed format changes this function only).
+    /// The records and tasks of sealed snapshot text, its seal checked with
+    /// `secret` and everything validated exactly as [`TokenStore::restore`]
+    /// does (unsealed text, or text sealed with another secret, is refused).
     pub fn read_snapshot(
         &self,
         snapshot: &str,
@@ -270,6 +313,7 @@ impl RemoteCore {
                 expire_at: record.token.expire_at,
                 uses_left: record.uses_left,
                 revoked: record.revoked,
+                not_after: store.not_after(&fingerprint),
                 task_id: record.task_id,
             })
             .collect();
@@ -354,7 +398,9 @@ mod tests {
             )
             .unwrap();
         let core = RemoteCore::new(&SECRET, StoreConfig::default()).unwrap();
-        let (records, tasks) = core.read_snapshot(&store.snapshot(), &SECRET).unwrap();
+        let (records, tasks) = core
+            .read_snapshot(&store.snapshot().unwrap(), &SECRET)
+            .unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(tasks.len(), 1);
         let row = records
@@ -364,10 +410,23 @@ mod tests {
         assert_eq!(row.digest, record_digest(&w.token));
         assert_eq!(row.uses_left, Some(3));
         assert_eq!(row.task_id.as_deref(), Some("t"));
-        assert_eq!(
-            core.finish_snapshot(&store.snapshot(), &SECRET).unwrap(),
-            store.snapshot()
-        );
+        // An unsealed assembly comes back sealed, as the store writes it.
+        let sealed = store.snapshot().unwrap();
+        let body = sealed.split_once(",\"mac\":\"").unwrap().1;
+        let unsealed = format!("{{\"version\":1,{}", &body[66..]);
+        assert_eq!(core.finish_snapshot(&unsealed, &SECRET).unwrap(), sealed);
+        // Import refuses unsealed text and text sealed with another secret.
+        for (text, secret) in [(unsealed.as_str(), SECRET), (sealed.as_str(), [8; 32])] {
+            let other = RemoteCore::new(&secret, StoreConfig::default()).unwrap();
+            assert_eq!(
+                other
+                    .read_snapshot(text, &secret)
+                    .unwrap_err()
+                    .code()
+                    .as_str(),
+                "ERR_SNAPSHOT_INVALID"
+            );
+        }
         assert_eq!(
             core.finish_snapshot("{", &SECRET)
                 .unwrap_err()

@@ -1,8 +1,6 @@
 //! Roles and verbs, with their snake_case wire names.
 
-use crate::error::CapTokenError;
 use core::fmt;
-use core::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Who holds a token.
@@ -69,17 +67,6 @@ impl fmt::Display for Role {
     }
 }
 
-impl FromStr for Role {
-    type Err = CapTokenError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|role| role.as_str() == s)
-            .ok_or_else(|| CapTokenError::invalid("unknown role"))
-    }
-}
-
 macro_rules! verbs {
     ($($variant:ident => $wire:literal,)*) => {
         /// An action a token holder asks the orchestrator to perform.
@@ -141,7 +128,7 @@ impl Verb {
     }
 
     /// Verbs that touch one task's state: a Worker must name its own bound
-    /// task (SPEC.md step 6; the reference engine gates the same six, its
+    /// task (docs/protocol.md step 6; the reference engine gates the same six, its
     /// output submission checking `emit_output`).
     pub const fn is_ownership_gated(self) -> bool {
         matches!(
@@ -169,17 +156,6 @@ impl Verb {
 impl fmt::Display for Verb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Verb {
-    type Err = CapTokenError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Verb::ALL
-            .into_iter()
-            .find(|verb| verb.as_str() == s)
-            .ok_or_else(|| CapTokenError::invalid("unknown verb"))
     }
 }
 

@@ -1,5 +1,7 @@
 //! [`CapTokenRecord`]: the server-side state paired 1:1 with a minted token.
 
+use crate::error::CapTokenError;
+use crate::fingerprint::Fingerprint;
 use crate::task::TaskId;
 use crate::token::CapToken;
 use serde::{Deserialize, Serialize};
@@ -66,6 +68,16 @@ impl CapTokenRecord {
             *left = left.saturating_sub(1);
         }
         Ok(())
+    }
+}
+
+impl CapTokenError {
+    /// The store-level error for a record's refused [`consume`](crate::CapTokenRecord::consume).
+    pub fn from_consume(error: CapTokenConsumeError, fingerprint: Fingerprint) -> Self {
+        match error {
+            CapTokenConsumeError::Revoked => CapTokenError::TokenRevoked { fingerprint },
+            CapTokenConsumeError::Exhausted => CapTokenError::TokenUsesExhausted { fingerprint },
+        }
     }
 }
 

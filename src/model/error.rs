@@ -3,12 +3,12 @@
 //! Messages name fingerprints, roles, verbs and task ids, never a nonce or a secret:
 //! the only token-derived text an error can carry is a [`Fingerprint`].
 
-use crate::record::CapTokenConsumeError;
+use crate::fingerprint::Fingerprint;
 use crate::role::{Role, Verb};
-use crate::token::Fingerprint;
 use core::fmt;
+use core::str::FromStr;
 
-/// The fourteen stable error codes of SPEC.md, as strings via [`ErrorCode::as_str`].
+/// The fourteen stable error codes of docs/protocol.md, as strings via [`ErrorCode::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// `ERR_MALFORMED_TOKEN`
@@ -42,7 +42,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code, in SPEC order.
+    /// Every code, in the order of docs/protocol.md.
     pub const ALL: [ErrorCode; 14] = [
         ErrorCode::MalformedToken,
         ErrorCode::BadSignature,
@@ -87,14 +87,14 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// Displays an optional task id as itself or `(none)`.
+/// Displays an optional task id as `task "id"` or `no task`.
 struct MaybeTask<'a>(&'a Option<String>);
 
 impl fmt::Display for MaybeTask<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(task) => write!(f, "{task:?}"),
-            None => f.write_str("(none)"),
+            Some(task) => write!(f, "task {task:?}"),
+            None => f.write_str("no task"),
         }
     }
 }
@@ -132,7 +132,7 @@ pub enum CapTokenError {
         fingerprint: Fingerprint,
     },
     /// A Worker token named a task other than the one it is bound to.
-    #[error("token {fingerprint} is bound to task {} but the call names task {}", MaybeTask(.bound), MaybeTask(.arg))]
+    #[error("token {fingerprint} is bound to {} but the call names {}", MaybeTask(.bound), MaybeTask(.arg))]
     TokenTaskMismatch {
         /// The token's public identity.
         fingerprint: Fingerprint,
@@ -162,7 +162,7 @@ pub enum CapTokenError {
         max: u32,
     },
     /// The store tracks no task with this id.
-    #[error("no task {} is tracked", MaybeTask(.task_id))]
+    #[error("{} is not tracked", MaybeTask(.task_id))]
     TaskNotFound {
         /// The task id that was looked up (`None` for a Worker bound to no task).
         task_id: Option<String>,
@@ -229,14 +229,6 @@ impl CapTokenError {
         }
     }
 
-    /// The store-level error for a record's refused [`consume`](crate::CapTokenRecord::consume).
-    pub fn from_consume(error: CapTokenConsumeError, fingerprint: Fingerprint) -> Self {
-        match error {
-            CapTokenConsumeError::Revoked => CapTokenError::TokenRevoked { fingerprint },
-            CapTokenConsumeError::Exhausted => CapTokenError::TokenUsesExhausted { fingerprint },
-        }
-    }
-
     // Out of line, as `snapshot`: only ever on a refusal, and reached from
     // many places that would each get a copy.
     #[inline(never)]
@@ -251,5 +243,40 @@ impl CapTokenError {
         CapTokenError::SnapshotInvalid {
             reason: reason.into(),
         }
+    }
+}
+
+// Parsing wire names and hex: the one place these types meet the error type,
+// so that `role` and `fingerprint` stay below `error`.
+
+impl FromStr for Role {
+    type Err = CapTokenError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| CapTokenError::invalid("unknown role"))
+    }
+}
+
+impl FromStr for Verb {
+    type Err = CapTokenError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Verb::ALL
+            .into_iter()
+            .find(|verb| verb.as_str() == s)
+            .ok_or_else(|| CapTokenError::invalid("unknown verb"))
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = CapTokenError;
+
+    /// Parse 64 lowercase hex characters.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Fingerprint::from_hex(s)
+            .ok_or_else(|| CapTokenError::invalid("fingerprint is not 64 lowercase hex characters"))
     }
 }

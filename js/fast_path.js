@@ -1,0 +1,173 @@
+// The fast path, JavaScript half (src/bindings/fast_path.rs is the other).
+//
+// Memory protocol: every offset and limit comes from the module's
+// `__layout()`, read once on first use.
+// * inbox: verify and check UTF-8-encode the bearer at `inbox` and the task
+//   id at `inbox + inboxTaskAt` with TextEncoder.encodeInto (one native copy
+//   each, instead of the glue's copy character by character), and pass the
+//   verb as its index in `verbNames`. Anything else (a non-string, an
+//   unknown verb, an over-long or ill-formed string) takes the ordinary
+//   path and its errors.
+// * outbox: the module writes a Grant's fingerprint (64 hex digits), agent id
+//   and task id back to back at `outbox` and calls the grant factory once;
+//   it reads them with one TextDecoder call.
+// * stage: restore encodes the snapshot text, and the journal after it, into
+//   a buffer the module grows with `__stage(len)`; the glue's allocation for
+//   a string of hundreds of MB is slower and cannot fail gracefully.
+
+import { CapTokenError } from './error.js';
+
+const isWellFormed = String.prototype.isWellFormed;
+
+/** The module's layout, read on first use (the browser module loads later). */
+export function layoutOf(glue) {
+  let layout;
+  return () => (layout ??= glue.__layout());
+}
+
+/**
+ * A view of `length()` bytes at `at()` in the module's memory; made again
+ * after the memory grows, which detaches the old buffer and leaves its views
+ * empty (cheaper to test than comparing buffers).
+ */
+function memoryView(glue, at, length) {
+  let view;
+  return () => {
+    if (view === undefined || view.length === 0) {
+      view = new Uint8Array(glue.__memory().buffer, at(), length());
+    }
+    return view;
+  };
+}
+
+/**
+ * The function the module builds a Grant (or an allowed Decision) with, in
+ * one call. The strings arrive in the outbox (`agentLen >= 0`), or else as
+ * arguments. `scopes` is undefined for `["*"]`; `taskLen` is -1 for no task.
+ */
+export function grantFactory(glue, layout) {
+  const outbox = memoryView(glue, () => layout().outbox, () => layout().outboxLen);
+  const decoder = new TextDecoder();
+  const decode = (from, to) => decoder.decode(outbox().subarray(from, to));
+  // Called after instantiation (connect), so the layout can be read now.
+  const ROLES = layout().roleNames;
+  return function makeGrant(allowed, role, scopes, usesLeft, agentLen, taskLen, fingerprint, agentId, taskId) {
+    if (agentLen >= 0) {
+      const agentEnd = 64 + agentLen;
+      const end = taskLen >= 0 ? agentEnd + taskLen : agentEnd;
+      const text = decode(0, end);
+      if (text.length === end) {
+        // ASCII only: byte offsets are string offsets.
+        fingerprint = text.slice(0, 64);
+        agentId = text.slice(64, agentEnd);
+        taskId = taskLen >= 0 ? text.slice(agentEnd) : null;
+      } else {
+        fingerprint = decode(0, 64);
+        agentId = decode(64, agentEnd);
+        taskId = taskLen >= 0 ? decode(agentEnd, end) : null;
+      }
+    }
+    // Two literals rather than a spread: each keeps one hidden class and is
+    // built without copying.
+    return allowed
+      ? {
+          allowed: true,
+          fingerprint,
+          agentId,
+          role: ROLES[role],
+          scopes: scopes ?? ['*'],
+          taskId: taskId ?? null,
+          usesLeft: usesLeft ?? null,
+        }
+      : {
+          fingerprint,
+          agentId,
+          role: ROLES[role],
+          scopes: scopes ?? ['*'],
+          taskId: taskId ?? null,
+          usesLeft: usesLeft ?? null,
+        };
+  };
+}
+
+/**
+ * `verify` or `check` (`name`) of the generated class, through the inbox
+ * when the arguments allow; the generated `__verifyInbox`/`__checkInbox`
+ * is the way in.
+ */
+export function inboxMethod(glue, layout, name) {
+  const proto = glue.TokenStore.prototype;
+  const ordinary = proto[name];
+  const viaInbox = proto[`__${name}Inbox`];
+  const encoder = new TextEncoder();
+  let verbCodes;
+  let limits;
+  const bearerBox = memoryView(glue, () => layout().inbox, () => layout().inboxTaskAt);
+  const taskBox = memoryView(glue, () => layout().inbox + layout().inboxTaskAt, () => layout().inboxTaskBytes);
+  return function (bearer, verb, taskId) {
+    if (limits === undefined) {
+      const l = layout();
+      verbCodes = new Map(l.verbNames.map((verbName, code) => [verbName, code]));
+      limits = { bearer: l.maxBearerLen, task: l.inboxTaskUnits };
+    }
+    const code = typeof verb === 'string' ? verbCodes.get(verb) : undefined;
+    const noTask = taskId === undefined || taskId === null;
+    if (
+      typeof bearer !== 'string' ||
+      bearer.length > limits.bearer ||
+      code === undefined ||
+      !(noTask || (typeof taskId === 'string' && taskId.length <= limits.task && isWellFormed?.call(taskId)))
+    ) {
+      return ordinary.call(this, bearer, verb, taskId);
+    }
+    const { written } = encoder.encodeInto(bearer, bearerBox());
+    const taskLen = noTask ? -1 : encoder.encodeInto(taskId, taskBox()).written;
+    return viaInbox.call(this, written, code, taskLen);
+  };
+}
+
+/**
+ * `TokenStore.restore` through the stage for snapshot text (and journal
+ * text) of at most `maxSnapshotLen` units; anything else takes the ordinary
+ * path, and a journal that is not such a string is passed as it is, for the
+ * module to refuse.
+ */
+export function stagedRestore(glue, layout) {
+  const cls = glue.TokenStore;
+  const ordinary = cls.restore;
+  const staged = cls.__restoreStaged;
+  const encoder = new TextEncoder();
+  const fits = (text) => typeof text === 'string' && text.length <= layout().maxSnapshotLen;
+  return function restore(snapshot, options, journal) {
+    if (!fits(snapshot)) {
+      return ordinary.call(this, snapshot, options, journal);
+    }
+    const texts = fits(journal) ? [snapshot, journal] : [snapshot];
+    const memory = glue.__memory();
+    // One byte per unit fits ASCII text (what snapshot() writes); any other
+    // character makes the loop grow the stage for the rest, at 3 bytes a unit.
+    const lengths = [];
+    let written = 0;
+    for (const text of texts) {
+      let capacity = written + text.length;
+      let read = 0;
+      const start = written;
+      for (;;) {
+        const at = glue.__stage(capacity);
+        if (at === 0) {
+          throw new CapTokenError('invalid snapshot: too large for the module\'s memory', { code: 'ERR_SNAPSHOT_INVALID' });
+        }
+        const rest = read === 0 ? text : text.slice(read);
+        const done = encoder.encodeInto(rest, new Uint8Array(memory.buffer, at + written, capacity - written));
+        read += done.read;
+        written += done.written;
+        if (read >= text.length) break;
+        capacity = written + 3 * (text.length - read);
+      }
+      lengths.push(written - start);
+    }
+    return texts.length === 2
+      ? staged.call(this, lengths[0], options, undefined, lengths[1])
+      : staged.call(this, lengths[0], options, journal, undefined);
+  };
+}
