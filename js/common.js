@@ -37,27 +37,37 @@ function unavailable() {
 }
 
 /**
- * Run `f` as one call into the module: once the instance has trapped, refuse
- * it with `unavailable()`; when it traps now, remember that. `health.depth`
- * counts the calls in progress: a "recursive use of an object" error in an
- * outermost call cannot come from re-entry (a clock calling back into a busy
- * store, depth 2), so a borrow was left held by an earlier interrupted call:
- * the instance is broken just the same.
+ * The error to throw for `error`, which escaped a call into the module, and
+ * whether the instance is now unusable: a trap, or a "recursive use of an
+ * object" error in an outermost call (`health.depth` counts the calls in
+ * progress; at depth 1 it cannot come from re-entry, such as a clock calling
+ * back into a busy store, so a borrow was left held by an earlier
+ * interrupted call and the instance is broken just the same).
  */
-function callModule(health, f) {
+function failure(health, error) {
+  if (error instanceof CapTokenError) return error;
+  if (isTrap(error) || (health.depth === 1 && /recursive use of an object/.test(error?.message ?? ''))) {
+    health.trapped = true;
+    return unavailable();
+  }
+  // Only glue errors get here (e.g. a `now` callback calling back into
+  // a store that is mid-call); the core reports everything else itself.
+  return new CapTokenError(`invalid argument: ${error?.message ?? error}`, { code: 'ERR_INVALID_ARGUMENT' });
+}
+
+/**
+ * Call `f` on `self` with the arguments as one call into the module: once
+ * the instance has trapped, refuse it with `unavailable()`; when it traps
+ * now, remember that. Written out flat, without a closure per call: this is
+ * on the path of every decision.
+ */
+function callModule(health, f, self, a, b, c, d) {
   if (health.trapped) throw unavailable();
   health.depth++;
   try {
-    return f();
+    return f.call(self, a, b, c, d);
   } catch (error) {
-    if (error instanceof CapTokenError) throw error;
-    if (isTrap(error) || (health.depth === 1 && /recursive use of an object/.test(error?.message ?? ''))) {
-      health.trapped = true;
-      throw unavailable();
-    }
-    // Only glue errors get here (e.g. a `now` callback calling back into
-    // a store that is mid-call); the core reports everything else itself.
-    throw new CapTokenError(`invalid argument: ${error?.message ?? error}`, { code: 'ERR_INVALID_ARGUMENT' });
+    throw failure(health, error);
   } finally {
     health.depth--;
   }
@@ -81,20 +91,26 @@ function guardClass(cls, health, { methods = {}, statics = {}, copiers = {} } = 
     if (copy === undefined) return args;
     return args.map((arg, i) => (copy[i] ? copy[i](arg) : arg));
   };
-  const wrap = (f, key) =>
-    copiers[key]
-      ? function guarded(a, b, c, d, e) {
-          if (!(this instanceof cls) || !this.__wbg_ptr) throw misuse();
-          return callModule(health, () => f.apply(this, plain(key, [a, b, c, d, e])));
-        }
-      : function guarded(a, b, c, d, e) {
-          if (key === 'free' && health.trapped) return undefined;
-          if (!(this instanceof cls) || !this.__wbg_ptr) {
-            if (key === 'free' && this instanceof cls) return undefined;
-            throw misuse();
-          }
-          return callModule(health, () => f.call(this, a, b, c, d, e));
-        };
+  const applyPlain = (f, key) => function plainArgs(a, b, c, d) {
+    return f.apply(this, plain(key, [a, b, c, d]));
+  };
+  const wrap = (f, key) => {
+    if (copiers[key]) {
+      const withPlainArgs = applyPlain(f, key);
+      return function guarded(a, b, c, d) {
+        if (!(this instanceof cls) || !this.__wbg_ptr) throw misuse();
+        return callModule(health, withPlainArgs, this, a, b, c, d);
+      };
+    }
+    return function guarded(a, b, c, d) {
+      if (key === 'free' && health.trapped) return undefined;
+      if (!(this instanceof cls) || !this.__wbg_ptr) {
+        if (key === 'free' && this instanceof cls) return undefined;
+        throw misuse();
+      }
+      return callModule(health, f, this, a, b, c, d);
+    };
+  };
   const proto = cls.prototype;
   for (const key of Object.getOwnPropertyNames(proto)) {
     if (key === 'constructor') continue;
@@ -111,16 +127,18 @@ function guardClass(cls, health, { methods = {}, statics = {}, copiers = {} } = 
     if (key.startsWith('__')) continue;
     if (typeof desc.value !== 'function') continue;
     const f = statics[key] ?? desc.value;
+    const withPlainArgs = applyPlain(f, key);
     desc.value = {
       [key](a, b, c, d) {
-        return callModule(health, () => f.apply(this, plain(key, [a, b, c, d])));
+        return callModule(health, withPlainArgs, this, a, b, c, d);
       },
     }[key];
     Object.defineProperty(cls, key, desc);
   }
   return new Proxy(cls, {
     construct(target, args, newTarget) {
-      return callModule(health, () => Reflect.construct(target, plain('construct', args), newTarget));
+      const make = () => Reflect.construct(target, plain('construct', args), newTarget);
+      return callModule(health, make, undefined);
     },
   });
 }

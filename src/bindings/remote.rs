@@ -185,10 +185,12 @@ impl JsRemoteCore {
         Ok(presented_js(&presented, None, None))
     }
 
-    /// The new token of a remint: the bearer's agent and scopes, the same
+    /// The new token of a remint at the store's clock (read once): the
+    /// bearer's agent and scopes, at most one lifetime late, the same
     /// lifetime from now but never past `notAfter` (the expiry of the Worker
     /// that minted the token; negative: none), `usesLeft` (negative:
-    /// unlimited) and the bound task. `{ deferred }` holds the refusal.
+    /// unlimited) and the bound task. `{ deferred }` holds the refusal. Four
+    /// arguments, as the entry's guard passes.
     #[wasm_bindgen(js_name = remintMint)]
     pub fn remint_mint(
         &self,
@@ -196,14 +198,13 @@ impl JsRemoteCore {
         uses_left: f64,
         task_id: JsValue,
         not_after: f64,
-        now: f64,
     ) -> JsResult<JsValue> {
         let bearer = throw(bearer_arg(&bearer))?;
         let presented = throw(self.core.authenticate(&bearer, None))?;
         let task_id = task_id.as_string();
         let not_after = not_after_arg(not_after);
         let uses_left = (uses_left >= 0.0).then_some(uses_left as u32);
-        let now = now as u64;
+        let now = self.clock.now();
         let prepared =
             RemoteCore::remint_options(&presented, uses_left, task_id.clone(), not_after, now)
                 .and_then(|options| {

@@ -19,9 +19,8 @@ const CHUNK: usize = 4096;
 /// A hash keyed by a per-store random key. Fingerprints of minted tokens are
 /// already uniform, but a restored snapshot may name any fingerprints it
 /// likes: with an unkeyed hash, thousands sharing their first bytes would
-/// fall into one probe sequence and make restore quadratic. The mix is the
-/// folded multiply of foldhash (hashbrown's default hasher), seeded from the
-/// operating system's CSPRNG.
+/// fall into one probe sequence and make restore quadratic. The mix is keyed
+/// by two words from the operating system's CSPRNG.
 #[derive(Clone, Copy)]
 pub(crate) struct KeyedState([u64; 2]);
 
@@ -61,14 +60,17 @@ pub(crate) struct KeyedHasher {
     state: u64,
 }
 
-fn folded_multiply(x: u64, y: u64) -> u64 {
-    let full = u128::from(x) * u128::from(y);
-    (full as u64) ^ ((full >> 64) as u64)
-}
-
 impl Hasher for KeyedHasher {
+    /// MurmurHash3's finaliser: every bit of the state reaches every bit of
+    /// the hash. (64-bit multiplies only: a 128-bit one is a library call
+    /// in wasm32, and the index is hashed on every decision.)
     fn finish(&self) -> u64 {
-        folded_multiply(self.state, self.key[1]).rotate_left(23)
+        let mut h = self.state;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -81,8 +83,12 @@ impl Hasher for KeyedHasher {
         }
     }
 
+    /// Keyed: the state starts at one random word and each input is mixed
+    /// in by a multiply with the other (odd), so which inputs collide is
+    /// unknown to whoever chose them.
     fn write_u64(&mut self, n: u64) {
-        self.state = folded_multiply(self.state ^ n, self.key[1] ^ self.key[0].rotate_left(32));
+        let mixed = (self.state ^ n).wrapping_mul(self.key[1]);
+        self.state = mixed ^ (mixed >> 29);
     }
 }
 

@@ -232,11 +232,11 @@ impl RemoteCore {
         narrower_scopes(asked, &Scopes::from_iter(own.iter().map(String::as_str)))
     }
 
-    /// The options of a remint at `now` of a Worker token (`token`, as
-    /// presented) whose record has `uses_left` and `task_id` and was minted
-    /// by a Worker that expires at `not_after`: the same lifetime from now,
-    /// but never past `not_after` (then [`CapTokenError::TokenExpired`]), as
-    /// [`TokenStore::remint`] does.
+    /// The options of a remint at `now` of a Worker token (as presented)
+    /// whose record has `uses_left` and `task_id` and was minted by a Worker
+    /// that expires at `not_after`, by [`TokenStore::remint`]'s rules: at
+    /// most one lifetime late, the same lifetime from now but never past
+    /// `not_after` (else [`CapTokenError::TokenExpired`]).
     pub fn remint_options(
         presented: &Presented,
         uses_left: Option<u32>,
@@ -246,6 +246,11 @@ impl RemoteCore {
     ) -> Result<MintOptions, CapTokenError> {
         let token = &presented.token;
         let lifetime = token.expire_at.saturating_sub(token.issued_at);
+        if now.saturating_sub(token.expire_at) > lifetime {
+            return Err(CapTokenError::TokenExpired {
+                fingerprint: presented.fingerprint,
+            });
+        }
         let ttl = match not_after {
             Some(cap) => {
                 let left = cap.saturating_sub(now);
@@ -375,6 +380,29 @@ mod tests {
                 .as_str(),
             "ERR_TOKEN_EXPIRED"
         );
+    }
+
+    #[test]
+    fn remint_options_follow_the_store_rules() {
+        let core = RemoteCore::new(&SECRET, StoreConfig::default()).unwrap();
+        let options = MintOptions {
+            ttl_secs: Some(100),
+            ..MintOptions::default()
+        };
+        let minted = core.mint("w", Role::Worker, &options, None, 1000).unwrap();
+        let presented = core.authenticate(&minted.minted.bearer, None).unwrap();
+        let ttl = |not_after, now| {
+            RemoteCore::remint_options(&presented, Some(2), None, not_after, now)
+                .map(|options| options.ttl_secs)
+                .map_err(|e| e.code().as_str())
+        };
+        // The same lifetime, cut to what is left of the minting Worker's.
+        assert_eq!(ttl(None, 1150), Ok(Some(100)));
+        assert_eq!(ttl(Some(1180), 1150), Ok(Some(30)));
+        // At or past the cap, or more than one lifetime late: expired.
+        assert_eq!(ttl(Some(1150), 1150), Err("ERR_TOKEN_EXPIRED"));
+        assert_eq!(ttl(None, 1201), Err("ERR_TOKEN_EXPIRED"));
+        assert_eq!(ttl(None, 1200), Ok(Some(100)));
     }
 
     #[test]
