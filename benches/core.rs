@@ -153,7 +153,17 @@ fn consume(c: &mut Criterion) {
 }
 
 fn mint(c: &mut Criterion) {
-    let mut store = new_store();
+    // Criterion runs millions of iterations into this one store: lift the
+    // store-wide record limit (the default, 2,000,000, would stop it).
+    let config = StoreConfig {
+        limits: captoken::store::Limits {
+            max_records: u32::MAX,
+            ..captoken::store::Limits::default()
+        },
+        ..StoreConfig::default()
+    };
+    let clock = Arc::new(FixedClock::new(T0));
+    let mut store = TokenStore::new(&SECRET, config, Box::new(clock)).unwrap();
     let operator = store
         .attach_operator("op-bench", MintOptions::default())
         .unwrap()
