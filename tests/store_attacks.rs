@@ -910,3 +910,44 @@ fn reminting_a_worker_minted_token_never_outlives_the_minting_worker() {
     let fresh = store.remint(&plain.bearer).unwrap();
     assert_eq!(fresh.token.expire_at, T0 + 61 + 15 + 10);
 }
+
+/// Only exactly `["*"]` is unrestricted: a Worker whose scopes merely hold
+/// "*" among others cannot mint a token with exactly `["*"]` (found by the
+/// attacker's review of this change).
+#[test]
+fn a_scope_list_holding_a_star_cannot_mint_an_unrestricted_token() {
+    let (mut store, _clock) = store();
+    let op = operator(&mut store);
+    store.start_task(&op.bearer, Some("root")).unwrap();
+    let w = store
+        .dispatch_attempt(
+            &op.bearer,
+            "root",
+            MintOptions {
+                scopes: Some(vec!["read".into(), "*".into()]),
+                ..MintOptions::default()
+            },
+        )
+        .unwrap();
+    let before = store.records();
+    let star = MintOptions {
+        scopes: Some(vec!["*".into()]),
+        ..MintOptions::default()
+    };
+    assert_eq!(
+        code(store.dispatch_attempt(&w.bearer, "root", star)),
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(store.records(), before);
+    // Its own list, or a part of it, is fine.
+    let same = MintOptions {
+        scopes: Some(vec!["read".into(), "*".into()]),
+        ..MintOptions::default()
+    };
+    store.dispatch_attempt(&w.bearer, "root", same).unwrap();
+    let read = MintOptions {
+        scopes: Some(vec!["read".into()]),
+        ..MintOptions::default()
+    };
+    store.dispatch_attempt(&w.bearer, "root", read).unwrap();
+}

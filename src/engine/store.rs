@@ -1050,10 +1050,13 @@ pub(crate) fn narrower_scopes(
         (None, own) => Ok(own.to_list()),
         (Some(asked), Scopes::All) => Ok(asked),
         (Some(asked), Scopes::List(own)) => {
-            if asked
+            // Exactly `["*"]` is unrestricted; a list that merely holds "*"
+            // among others is not, so it cannot hand out `["*"]`.
+            let unrestricted = matches!(asked.as_slice(), [only] if only == "*");
+            let within = asked
                 .iter()
-                .all(|scope| own.iter().any(|mine| **mine == **scope))
-            {
+                .all(|scope| own.iter().any(|mine| **mine == **scope));
+            if within && !unrestricted {
                 Ok(asked)
             } else {
                 Err(CapTokenError::invalid(
