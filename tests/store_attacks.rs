@@ -951,3 +951,44 @@ fn a_scope_list_holding_a_star_cannot_mint_an_unrestricted_token() {
     };
     store.dispatch_attempt(&w.bearer, "root", read).unwrap();
 }
+
+/// A Worker's count of what it made survives a restore, from a snapshot and
+/// from a journal, so reopening a store never hands it a fresh allowance
+/// (found by an attacker's review of this change).
+#[test]
+fn what_a_worker_made_is_still_counted_after_a_restore() {
+    let config = || StoreConfig {
+        limits: Limits {
+            max_made_per_worker_token: 2,
+            ..Limits::default()
+        },
+        ..StoreConfig::default()
+    };
+    let (mut store, clock) = store_with(config());
+    let op = operator(&mut store);
+    store.start_task(&op.bearer, Some("root")).unwrap();
+    let base = store.snapshot().unwrap();
+    store.set_journaling(true);
+    let w = store
+        .dispatch_attempt(&op.bearer, "root", MintOptions::default())
+        .unwrap();
+    store.start_task(&w.bearer, None).unwrap();
+    store
+        .dispatch_attempt(&w.bearer, "root", MintOptions::default())
+        .unwrap();
+    let third = |store: &mut TokenStore| code(store.start_task(&w.bearer, None));
+    assert_eq!(third(&mut store), ErrorCode::LimitExceeded);
+    let journal = store.take_journal();
+    let snapshot = store.snapshot().unwrap();
+    let mut from_snapshot = restore(&snapshot, config(), &clock).unwrap();
+    assert_eq!(third(&mut from_snapshot), ErrorCode::LimitExceeded);
+    let mut from_journal = TokenStore::restore_with_journal(
+        &base,
+        &journal,
+        &SECRET,
+        config(),
+        Box::new(std::sync::Arc::clone(&clock)),
+    )
+    .unwrap();
+    assert_eq!(third(&mut from_journal), ErrorCode::LimitExceeded);
+}

@@ -9,18 +9,22 @@ use crate::token::Fingerprint;
 /// One change to a store's state.
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
-    /// A new record, as it was made.
+    /// A new record, as it was made; `by`: the Worker token that made it.
     Record {
         fingerprint: Fingerprint,
         entry: Entry,
+        by: Option<Fingerprint>,
     },
     /// `uses` uses spent at once (more than one when a Worker hands part of
     /// its budget to a token it mints).
     Consume { fingerprint: Fingerprint, uses: u32 },
     /// A record revoked.
     Revoke { fingerprint: Fingerprint },
-    /// A new task.
-    Task(TaskInfo),
+    /// A new task; `by`: the Worker token that started it.
+    Task {
+        task: TaskInfo,
+        by: Option<Fingerprint>,
+    },
     /// The records of tokens expired at `now` dropped.
     Purge { now: u64 },
 }

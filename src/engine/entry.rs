@@ -86,7 +86,7 @@ pub(crate) struct Entry {
     pub(crate) revoked: bool,
     /// Tasks and tokens made through this token by a Worker (its
     /// `start_task` and `dispatch_attempt`), for `maxMadePerWorkerToken`.
-    /// Counted in this process only: a restore starts it again at 0.
+    /// Kept in snapshots (`made`) and journal lines (`by`).
     pub(crate) made: u32,
     /// The latest expiry this token or any token reminted from it may have:
     /// the expiry of the Worker that minted it ([`NO_CAP`] for tokens the

@@ -373,7 +373,7 @@ impl TokenStore {
     ) -> Result<Minted, CapTokenError> {
         self.check_records(false)?;
         let (minted, entry) = self.prepare_mint(agent_id, role, &options, None)?;
-        self.insert_record(minted.fingerprint, entry);
+        self.insert_record(minted.fingerprint, entry, None);
         Ok(minted)
     }
 
@@ -479,7 +479,7 @@ impl TokenStore {
             None => self.check_records(false)?,
         }
         let entry = Entry::new(&verified.token, task_id);
-        self.insert_record(verified.fingerprint, entry);
+        self.insert_record(verified.fingerprint, entry, None);
         Ok(verified.fingerprint)
     }
 
@@ -736,7 +736,11 @@ impl TokenStore {
         let info = node.info(&task_id);
         self.state.insert_task(&task_id, node);
         if self.changes.is_on() {
-            self.changes.push(Change::Task(info.clone()));
+            let by = worker.then_some(allowed.fingerprint);
+            self.changes.push(Change::Task {
+                task: info.clone(),
+                by,
+            });
         }
         Ok(info)
     }
@@ -861,7 +865,11 @@ impl TokenStore {
         if worker {
             self.state.note_made(&allowed.fingerprint);
         }
-        self.insert_record(minted.fingerprint, entry);
+        self.insert_record(
+            minted.fingerprint,
+            entry,
+            worker.then_some(allowed.fingerprint),
+        );
         Ok(minted)
     }
 
@@ -948,7 +956,7 @@ impl TokenStore {
             self.prepare_mint(&verified.token.agent_id, Role::Worker, &options, None)?;
         entry.not_after = not_after;
         self.revoke(&fingerprint);
-        self.insert_record(minted.fingerprint, entry);
+        self.insert_record(minted.fingerprint, entry, None);
         Ok(minted)
     }
 
@@ -962,11 +970,16 @@ impl TokenStore {
         purged
     }
 
-    fn insert_record(&mut self, fingerprint: Fingerprint, entry: Entry) {
+    /// Record a new token; `by` is the Worker token that made it, if any.
+    fn insert_record(&mut self, fingerprint: Fingerprint, entry: Entry, by: Option<Fingerprint>) {
         if self.state.insert(fingerprint, entry) && self.changes.is_on() {
             if let Some(entry) = self.state.entry(&fingerprint) {
                 let entry = entry.clone();
-                self.changes.push(Change::Record { fingerprint, entry });
+                self.changes.push(Change::Record {
+                    fingerprint,
+                    entry,
+                    by,
+                });
             }
         }
     }

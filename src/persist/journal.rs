@@ -54,6 +54,10 @@ pub(crate) enum Event<'a> {
         task_id: &'a str,
         parent_id: Option<&'a str>,
         spawn_depth: u32,
+        /// The Worker token that started the task (its count for
+        /// `maxMadePerWorkerToken`); written only then.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<&'a Fingerprint>,
     },
     Purge {
         now: u64,
@@ -69,7 +73,7 @@ enum EventIn<'a> {
     Record(RecordIn<'a>),
     Consume { fingerprint: Fingerprint, uses: u32 },
     Revoke { fingerprint: Fingerprint },
-    Task(TaskInfo),
+    Task(TaskInfo, Option<Fingerprint>),
     Purge { now: u64 },
 }
 
@@ -203,6 +207,8 @@ enum Field {
     Now,
     Uses,
     NotAfter,
+    Made,
+    By,
 }
 
 impl Field {
@@ -219,6 +225,8 @@ impl Field {
             Field::Now => "now",
             Field::Uses => "uses",
             Field::NotAfter => "not_after",
+            Field::Made => "made",
+            Field::By => "by",
         }
     }
 }
@@ -238,12 +246,14 @@ impl Op {
                     Revoked,
                     BoundTask,
                     NotAfter,
+                    Made,
+                    By,
                 ],
                 true,
             ),
             Self::Consume => (&[Tag, Fingerprint, Uses], false),
             Self::Revoke => (&[Tag, Fingerprint], false),
-            Self::Task => (&[Tag, TaskId, ParentId, SpawnDepth], true),
+            Self::Task => (&[Tag, TaskId, ParentId, SpawnDepth, By], true),
             Self::Purge => (&[Tag, Now], false),
         }
     }
@@ -263,6 +273,8 @@ struct Fields<'a> {
     now: Option<u64>,
     uses: Option<u32>,
     not_after: Option<Option<u64>>,
+    made: Option<u32>,
+    by: Option<Option<Fingerprint>>,
 }
 
 /// Reads the value of one field into its place.
@@ -293,6 +305,8 @@ impl<'de> DeserializeSeed<'de> for Slot<'_, 'de> {
             Field::Now => fields.now = Some(Deserialize::deserialize(deserializer)?),
             Field::Uses => fields.uses = Some(Deserialize::deserialize(deserializer)?),
             Field::NotAfter => fields.not_after = Some(Deserialize::deserialize(deserializer)?),
+            Field::Made => fields.made = Some(Deserialize::deserialize(deserializer)?),
+            Field::By => fields.by = Some(Deserialize::deserialize(deserializer)?),
         }
         Ok(())
     }
@@ -342,7 +356,10 @@ impl<'de> Visitor<'de> for Shape {
                 field,
             };
             if seq.next_element_seed(slot)?.is_none()
-                && !matches!(field, Field::BoundTask | Field::Uses | Field::NotAfter)
+                && !matches!(
+                    field,
+                    Field::BoundTask | Field::Uses | Field::NotAfter | Field::Made | Field::By
+                )
             {
                 return Err(de::Error::custom("missing element"));
             }
@@ -371,6 +388,8 @@ fn read_shape(line: &str, op: Op) -> Option<EventIn<'_>> {
             revoked: fields.revoked?,
             task_id: fields.bound_task.flatten(),
             not_after: fields.not_after.flatten(),
+            made: fields.made.unwrap_or(0),
+            by: fields.by.flatten(),
         }),
         Op::Consume => EventIn::Consume {
             fingerprint: fields.fingerprint?,
@@ -379,11 +398,14 @@ fn read_shape(line: &str, op: Op) -> Option<EventIn<'_>> {
         Op::Revoke => EventIn::Revoke {
             fingerprint: fields.fingerprint?,
         },
-        Op::Task => EventIn::Task(TaskInfo {
-            task_id: fields.task_id?,
-            parent_id: fields.parent_id.flatten(),
-            spawn_depth: fields.spawn_depth?,
-        }),
+        Op::Task => EventIn::Task(
+            TaskInfo {
+                task_id: fields.task_id?,
+                parent_id: fields.parent_id.flatten(),
+                spawn_depth: fields.spawn_depth?,
+            },
+            fields.by.flatten(),
+        ),
         Op::Purge => EventIn::Purge { now: fields.now? },
     })
 }
@@ -434,18 +456,25 @@ impl<'a> Event<'a> {
     /// The line an engine change is written as.
     fn of(change: &'a Change) -> Self {
         match change {
-            Change::Record { fingerprint, entry } => {
-                Event::Record(RecordOut { fingerprint, entry })
-            }
+            Change::Record {
+                fingerprint,
+                entry,
+                by,
+            } => Event::Record(RecordOut {
+                fingerprint,
+                entry,
+                by: by.as_ref(),
+            }),
             Change::Consume { fingerprint, uses } => Event::Consume {
                 fingerprint,
                 uses: *uses,
             },
             Change::Revoke { fingerprint } => Event::Revoke { fingerprint },
-            Change::Task(task) => Event::Task {
+            Change::Task { task, by } => Event::Task {
                 task_id: &task.task_id,
                 parent_id: task.parent_id.as_deref(),
                 spawn_depth: task.spawn_depth,
+                by: by.as_ref(),
             },
             Change::Purge { now } => Event::Purge { now: *now },
         }
@@ -548,9 +577,13 @@ pub(crate) fn replay(
         match event {
             EventIn::Record(record) => {
                 let fingerprint = record.fingerprint;
+                let by = record.by;
                 let entry = validate_record(record, format)?;
                 if !state.insert(fingerprint, entry) {
                     return Err(fault(number, "record already exists"));
+                }
+                if let Some(by) = by {
+                    state.note_made(&by);
                 }
             }
             EventIn::Consume { fingerprint, uses } => {
@@ -564,7 +597,7 @@ pub(crate) fn replay(
                 }
                 state.revoke(&fingerprint);
             }
-            EventIn::Task(task) => {
+            EventIn::Task(task, by) => {
                 check_task_id(&task.task_id).map_err(|_| fault(number, "invalid task id"))?;
                 check_depth(&task, max_depth)
                     .map_err(|_| fault(number, "task at or past maxSpawnDepth"))?;
@@ -575,6 +608,10 @@ pub(crate) fn replay(
                     return Err(fault(number, "task does not fit its parent"));
                 }
                 state.insert_task(&task.task_id, TaskNode::from(&task));
+                // The maker's count (a purged maker has nothing to count).
+                if let Some(by) = by {
+                    state.note_made(&by);
+                }
             }
             EventIn::Purge { now } => {
                 state.purge_expired(now);
@@ -615,7 +652,7 @@ mod tests {
             EventIn::Record(_) => "record",
             EventIn::Consume { .. } => "consume",
             EventIn::Revoke { .. } => "revoke",
-            EventIn::Task(_) => "task",
+            EventIn::Task(..) => "task",
             EventIn::Purge { .. } => "purge",
         }
     }

@@ -15,6 +15,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub(crate) struct RecordOut<'a> {
     pub(crate) fingerprint: &'a Fingerprint,
     pub(crate) entry: &'a Entry,
+    /// On a journal line: the Worker token that made this one (its count
+    /// for `maxMadePerWorkerToken`); never in a snapshot.
+    pub(crate) by: Option<&'a Fingerprint>,
 }
 
 #[derive(Serialize)]
@@ -27,6 +30,15 @@ struct RecordShape<'a> {
     /// Written only for tokens a Worker minted (docs/snapshot-and-journal.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     not_after: Option<u64>,
+    /// Tasks and tokens a Worker made with this token; written when not 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    made: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<&'a Fingerprint>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize)]
@@ -75,6 +87,8 @@ impl Serialize for RecordOut<'_> {
             revoked: entry.revoked,
             task_id: entry.task_id.as_deref(),
             not_after: (entry.not_after != NO_CAP).then_some(entry.not_after),
+            made: entry.made,
+            by: self.by,
         }
         .serialize(serializer)
     }
@@ -92,6 +106,12 @@ pub(crate) struct RecordIn<'a> {
     pub(crate) task_id: Option<Text<'a>>,
     #[serde(default)]
     pub(crate) not_after: Option<u64>,
+    /// Tasks and tokens made through this token (snapshots).
+    #[serde(default)]
+    pub(crate) made: u32,
+    /// The Worker token that made this record (journal lines).
+    #[serde(default)]
+    pub(crate) by: Option<Fingerprint>,
 }
 
 #[derive(Deserialize)]
@@ -177,7 +197,7 @@ pub(crate) fn validate_record(
         role: token.role,
         v: token.v,
         revoked: record.revoked,
-        made: 0,
+        made: record.made,
         not_after,
         // Nothing in a snapshot was signature-checked here: the first decision
         // for each record runs the HMAC.

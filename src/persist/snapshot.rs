@@ -51,7 +51,11 @@ impl Serialize for RecordsOut<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
         for (fingerprint, entry) in self.0.entries() {
-            seq.serialize_element(&RecordOut { fingerprint, entry })?;
+            seq.serialize_element(&RecordOut {
+                fingerprint,
+                entry,
+                by: None,
+            })?;
         }
         seq.end()
     }
@@ -91,8 +95,9 @@ fn json_str_max(len: usize) -> usize {
 fn snapshot_max_len(state: &MemoryState, tasks: &[TaskInfo]) -> usize {
     // Everything of a record but its strings: keys, punctuation, the 64-hex
     // fingerprint and signature, the widest numbers, the longest role name.
-    // (356 bytes counted for the widest record, and a comma.)
-    const RECORD_FIXED: usize = 400;
+    // (356 bytes counted for the widest record, 29 more for `not_after`
+    // and 18 for `made` at their widest, and a comma.)
+    const RECORD_FIXED: usize = 448;
     const TASK_FIXED: usize = 64;
     let mut total: usize = 512;
     for (_, entry) in state.entries() {
