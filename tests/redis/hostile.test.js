@@ -2,24 +2,14 @@
 // that throw or lie are refused with ERR_INVALID_ARGUMENT (the options are
 // copied to plain data first, js/args.js, as for TokenStore), nothing is
 // written to Redis, and the store and the module instance keep working.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createClient } from 'redis';
 import { RedisTokenStore, CapTokenError } from 'captoken/redis';
 import { SECRET, T0 } from '../node/helpers.js';
-import { startRedis } from './server.js';
+import { serverWithClient } from './server.js';
 import { freshNamespace } from './stores.js';
 
-let server;
-let client;
-before(async () => {
-  server = await startRedis();
-  client = await createClient({ url: server.url }).connect();
-});
-after(async () => {
-  await client?.quit();
-  await server?.stop();
-});
+const redis = serverWithClient();
 
 const THROWING_PROXY = () => new Proxy({}, { get() { throw new Error('trap'); } });
 const REVOKED_PROXY = () => {
@@ -35,13 +25,13 @@ const invalid = (what) => (error) => {
 
 async function keys(namespace) {
   const out = [];
-  for await (const batch of client.scanIterator({ MATCH: `ct:{${namespace}}:*`, COUNT: 1000 })) out.push(...batch);
+  for await (const batch of redis.client.scanIterator({ MATCH: `ct:{${namespace}}:*`, COUNT: 1000 })) out.push(...batch);
   return out.sort();
 }
 
 test('hostile mint, dispatch and startTask options: refused, nothing written, the store keeps working', async () => {
   const namespace = freshNamespace();
-  const store = await RedisTokenStore.open(client, { secret: SECRET, namespace, now: () => T0 });
+  const store = await RedisTokenStore.open(redis.client, { secret: SECRET, namespace, now: () => T0 });
   const op = await store.attachOperator('op');
   await store.startTask(op.bearer, { taskId: 'root' });
   const before = await keys(namespace);
@@ -83,11 +73,11 @@ test('hostile store options: refused by open and import, nothing written', async
     ['gate: revoked proxy', withOption('gate', REVOKED_PROXY())],
   ];
   for (const [what, options] of bad) {
-    await assert.rejects(RedisTokenStore.open(client, options), invalid(`open with ${what}`));
-    await assert.rejects(RedisTokenStore.import(client, '{}', options), invalid(`import with ${what}`));
+    await assert.rejects(RedisTokenStore.open(redis.client, options), invalid(`open with ${what}`));
+    await assert.rejects(RedisTokenStore.import(redis.client, '{}', options), invalid(`import with ${what}`));
   }
   assert.deepEqual(await keys(namespace), []);
-  const store = await RedisTokenStore.open(client, { secret: SECRET, namespace, now: () => T0 });
+  const store = await RedisTokenStore.open(redis.client, { secret: SECRET, namespace, now: () => T0 });
   const op = await store.attachOperator('op');
   assert.equal((await store.verify(op.bearer, 'heartbeat')).agentId, 'op');
   await store.close();

@@ -1,36 +1,23 @@
 // What RedisTokenStore keeps in Redis: keys under one hash tag per
 // namespace, record expiry, no secret material, import of a TokenStore
 // snapshot, and namespaces that cannot reach each other.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createClient } from 'redis';
 import { RedisTokenStore, TokenStore, CapTokenError } from 'captoken/redis';
 import { SECRET, OTHER_SECRET, T0 } from '../node/helpers.js';
-import { startRedis } from './server.js';
+import { serverWithClient } from './server.js';
 import { freshNamespace } from './stores.js';
 
-let server;
-let client;
-before(async () => {
-  server = await startRedis();
-  client = await createClient({ url: server.url }).connect();
-});
-after(async () => {
-  try {
-    await client?.quit();
-  } finally {
-    await server?.stop();
-  }
-});
+const redis = serverWithClient();
 
 async function dump(namespace) {
   const keys = [];
-  for await (const batch of client.scanIterator({ MATCH: `ct:{${namespace}}:*`, COUNT: 1000 })) keys.push(...batch);
+  for await (const batch of redis.client.scanIterator({ MATCH: `ct:{${namespace}}:*`, COUNT: 1000 })) keys.push(...batch);
   const values = [];
   for (const key of keys) {
-    const type = await client.type(key);
-    if (type === 'hash') values.push(JSON.stringify(await client.hGetAll(key)));
-    if (type === 'set') values.push(JSON.stringify(await client.sMembers(key)));
+    const type = await redis.client.type(key);
+    if (type === 'hash') values.push(JSON.stringify(await redis.client.hGetAll(key)));
+    if (type === 'set') values.push(JSON.stringify(await redis.client.sMembers(key)));
   }
   return { keys, text: `${keys.join('\n')}\n${values.join('\n')}` };
 }
@@ -38,7 +25,7 @@ async function dump(namespace) {
 test('every key shares the namespace hash tag; no nonce, bearer or secret is stored', async () => {
   const namespace = freshNamespace();
   const clock = { t: T0 };
-  const store = await RedisTokenStore.open(client, { secret: SECRET, namespace, now: () => clock.t });
+  const store = await RedisTokenStore.open(redis.client, { secret: SECRET, namespace, now: () => clock.t });
   const op = await store.attachOperator('op');
   await store.startTask(op.bearer, { taskId: 'r' });
   const w = await store.dispatchAttempt(op.bearer, 'r', { maxUses: 3, ttlSecs: 100 });
@@ -53,8 +40,8 @@ test('every key shares the namespace hash tag; no nonce, bearer or secret is sto
   }
   assert.ok(!text.includes(Buffer.from(SECRET).toString('hex')));
   // Records of expiring tokens expire one lifetime after expire_at; Operators' never.
-  assert.equal(await client.ttl(`ct:{${namespace}}:r:${op.fingerprint}`), -1);
-  const ttl = await client.ttl(`ct:{${namespace}}:r:${w.fingerprint}`);
+  assert.equal(await redis.client.ttl(`ct:{${namespace}}:r:${op.fingerprint}`), -1);
+  const ttl = await redis.client.ttl(`ct:{${namespace}}:r:${w.fingerprint}`);
   assert.ok(ttl > 190 && ttl <= 200, `ttl ${ttl}`);
 });
 
@@ -71,7 +58,7 @@ test('import: a TokenStore snapshot into an empty namespace decides the same', a
   const text = local.snapshot();
 
   const namespace = freshNamespace();
-  const store = await RedisTokenStore.import(client, text, { secret: SECRET, namespace, now: () => clock.t });
+  const store = await RedisTokenStore.import(redis.client, text, { secret: SECRET, namespace, now: () => clock.t });
   assert.equal(await store.size(), local.size);
   for (const [bearer, verb, task] of [[w.bearer, 'fetch_prompt', 'r'], [gone.bearer, 'fetch_prompt', child.taskId],
     [op.bearer, 'heartbeat'], [w.bearer, 'fetch_prompt', child.taskId]]) {
@@ -85,7 +72,7 @@ test('import: a TokenStore snapshot into an empty namespace decides the same', a
   assert.equal(grandchild.spawnDepth, 2);
   // The namespace now holds keys: a second import is refused, nothing written.
   const before = (await dump(namespace)).text;
-  await assert.rejects(RedisTokenStore.import(client, text, { secret: SECRET, namespace }),
+  await assert.rejects(RedisTokenStore.import(redis.client, text, { secret: SECRET, namespace }),
     (e) => e instanceof CapTokenError && e.code === 'ERR_INVALID_ARGUMENT');
   assert.equal((await dump(namespace)).text, before);
   // Bad text: ERR_SNAPSHOT_INVALID, nothing written.
@@ -93,7 +80,7 @@ test('import: a TokenStore snapshot into an empty namespace decides the same', a
   const widened = text.replace('"uses_left":3', '"uses_left":99');
   assert.notEqual(widened, text);
   for (const bad of ['{', '{"version":1}', widened, 42]) {
-    await assert.rejects(RedisTokenStore.import(client, bad, { secret: SECRET, namespace: empty }),
+    await assert.rejects(RedisTokenStore.import(redis.client, bad, { secret: SECRET, namespace: empty }),
       (e) => e instanceof CapTokenError && e.code === (typeof bad === 'string' ? 'ERR_SNAPSHOT_INVALID' : 'ERR_INVALID_ARGUMENT'));
   }
   assert.deepEqual((await dump(empty)).keys, []);
@@ -119,12 +106,12 @@ test('import and snapshot: sealed text only, and a Worker-minted token keeps its
   const foreign = new TokenStore({ secret: OTHER_SECRET, now }).snapshot();
   const empty = freshNamespace();
   for (const [bad, why] of [[unsealed, /unsealed|seal/], [foreign, /secret|key/]]) {
-    await assert.rejects(RedisTokenStore.import(client, bad, { secret: SECRET, namespace: empty }),
+    await assert.rejects(RedisTokenStore.import(redis.client, bad, { secret: SECRET, namespace: empty }),
       (e) => e instanceof CapTokenError && e.code === 'ERR_SNAPSHOT_INVALID' && why.test(e.message));
   }
   assert.deepEqual((await dump(empty)).keys, []);
 
-  const store = await RedisTokenStore.import(client, text, { secret: SECRET, namespace: freshNamespace(), now });
+  const store = await RedisTokenStore.import(redis.client, text, { secret: SECRET, namespace: freshNamespace(), now });
   // Redis's snapshot is sealed, restores in TokenStore and holds the same records.
   const exported = await store.snapshot();
   assert.match(exported, /^\{"version":1,"key_id":"[0-9a-f]+","mac":"[0-9a-f]{64}",/);
@@ -142,15 +129,15 @@ test('import and snapshot: sealed text only, and a Worker-minted token keeps its
 });
 
 test('hostile namespaces cannot reach another namespace\'s keys', async () => {
-  const victim = await RedisTokenStore.open(client, { secret: SECRET, namespace: 'victim' });
+  const victim = await RedisTokenStore.open(redis.client, { secret: SECRET, namespace: 'victim' });
   const op = await victim.attachOperator('op');
   await victim.startTask(op.bearer, { taskId: 't' });
   for (const namespace of ['victim}', '{victim', 'victim}:r', '*', 'victim*', 'vic tim', 'victim\n', '', 'é']) {
-    await assert.rejects(RedisTokenStore.open(client, { secret: SECRET, namespace }), { code: 'ERR_INVALID_ARGUMENT' });
+    await assert.rejects(RedisTokenStore.open(redis.client, { secret: SECRET, namespace }), { code: 'ERR_INVALID_ARGUMENT' });
   }
   // Namespaces that are prefixes or extensions of another see nothing of it.
   for (const namespace of ['victi', 'victim:', 'victim:r', 'victim.x', 'victim-']) {
-    const other = await RedisTokenStore.open(client, { secret: SECRET, namespace });
+    const other = await RedisTokenStore.open(redis.client, { secret: SECRET, namespace });
     assert.equal((await other.check(op.bearer, 'heartbeat')).code, 'ERR_TOKEN_NOT_FOUND');
     assert.equal(await other.task('t'), undefined);
     assert.equal(await other.size(), 0);
@@ -164,14 +151,14 @@ test('hostile namespaces cannot reach another namespace\'s keys', async () => {
 test('where Redis differs from TokenStore (README): a record Redis has expired is gone', async () => {
   const namespace = freshNamespace();
   const clock = { t: T0 };
-  const store = await RedisTokenStore.open(client, { secret: SECRET, namespace, now: () => clock.t });
+  const store = await RedisTokenStore.open(redis.client, { secret: SECRET, namespace, now: () => clock.t });
   const local = new TokenStore({ secret: SECRET, now: () => clock.t });
   const w = await store.mint('w', 'worker', { ttlSecs: 100 });
   local.adopt(w.bearer);
   // One lifetime after expiry Redis drops the key by its own clock; here we
   // stand in for that wait.
   clock.t = w.token.expire_at + 101;
-  await client.pExpire(`ct:{${namespace}}:r:${w.fingerprint}`, 1);
+  await redis.client.pExpire(`ct:{${namespace}}:r:${w.fingerprint}`, 1);
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(await store.record(w.fingerprint), undefined);
   assert.notEqual(local.record(w.fingerprint), undefined);

@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { before, after } from 'node:test';
+import { createClient } from 'redis';
 
 // Every redis-server this process started and has not stopped: killed by
 // pid when the process exits, even after a failed test.
@@ -113,4 +115,26 @@ export async function startCluster() {
     throw error;
   }
   return { nodes, stop: async () => { for (const n of nodes) await n.stop(); } };
+}
+
+/**
+ * For one test file: a redis-server and a connected node-redis client,
+ * started before its tests and stopped after them (the client first, the
+ * server also when quitting fails). `.server` and `.client` are set once the
+ * file's `before` has run.
+ */
+export function serverWithClient() {
+  const redis = { server: undefined, client: undefined };
+  before(async () => {
+    redis.server = await startRedis();
+    redis.client = await createClient({ url: redis.server.url }).connect();
+  });
+  after(async () => {
+    try {
+      await redis.client?.quit();
+    } finally {
+      await redis.server?.stop();
+    }
+  });
+  return redis;
 }
