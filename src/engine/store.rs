@@ -754,12 +754,7 @@ impl TokenStore {
     ) -> Result<(), CapTokenError> {
         let limits = self.config.limits;
         if worker {
-            Limits::check(
-                made as usize,
-                limits.max_made_per_worker_token,
-                "maxMadePerWorkerToken",
-                false,
-            )?;
+            self.check_made(made)?;
         }
         if let Some(parent) = parent_id {
             let children = self.state.task(parent).map_or(0, |node| node.children);
@@ -786,6 +781,16 @@ impl TokenStore {
             limits.max_tasks,
             "maxTasks",
             worker,
+        )
+    }
+
+    /// Whether a Worker token that made `made` tasks and tokens may make one more.
+    fn check_made(&self, made: u32) -> Result<(), CapTokenError> {
+        Limits::check(
+            made as usize,
+            self.config.limits.max_made_per_worker_token,
+            "maxMadePerWorkerToken",
+            false,
         )
     }
 
@@ -837,12 +842,7 @@ impl TokenStore {
                     .ok_or(CapTokenError::TokenNotFound {
                         fingerprint: allowed.fingerprint,
                     })?;
-            Limits::check(
-                caller.made as usize,
-                self.config.limits.max_made_per_worker_token,
-                "maxMadePerWorkerToken",
-                false,
-            )?;
+            self.check_made(caller.made)?;
             options.scopes = Some(narrower_scopes(options.scopes.take(), &caller.scopes)?);
             let handed =
                 transferred_budget(allowed.fingerprint, caller.uses_left, options.max_uses)?;
