@@ -29,7 +29,7 @@ use captoken::{
     CapToken, CapTokenError, ErrorCode, FixedClock, MintOptions, Minted, Role, SigningFormat,
     StoreConfig, TokenStore, Verb,
 };
-use common::{store_on, OTHER_SECRET, SECRET, T0};
+use common::{state_text, store_on, OTHER_SECRET, SECRET, T0};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -103,7 +103,7 @@ impl World {
     /// `verify` and `check` both refuse `bearer` as malformed or badly
     /// signed, with the same code, changing nothing, naming no secret.
     fn refused(&mut self, bearer: &str, verb: Verb, task: Option<&str>, what: &str) -> ErrorCode {
-        let before = self.store.snapshot().unwrap();
+        let before = state_text(&mut self.store);
         let error = match self.store.verify(bearer, verb, task) {
             Ok(grant) => panic!("{what} was allowed: {grant:?}"),
             Err(error) => error,
@@ -119,7 +119,7 @@ impl World {
         let checked = self.store.check(bearer, verb, task).unwrap_err();
         assert_eq!(checked.code(), error.code(), "{what}: check disagrees");
         assert_eq!(
-            self.store.snapshot().unwrap(),
+            state_text(&mut self.store),
             before,
             "{what}: a refusal changed the state"
         );
@@ -483,7 +483,7 @@ fn tokens_signed_elsewhere_are_bad_signatures() {
         stolen.sig_hex = foreign[1].token.sig_hex.clone();
         for minted in &foreign {
             for (verb, task) in [(Verb::FetchPrompt, Some("root")), (Verb::Heartbeat, None)] {
-                let before = w.store.snapshot().unwrap();
+                let before = state_text(&mut w.store);
                 let error = w.store.verify(&minted.bearer, verb, task).unwrap_err();
                 assert_eq!(error.code(), ErrorCode::BadSignature);
                 assert_eq!(
@@ -494,7 +494,7 @@ fn tokens_signed_elsewhere_are_bad_signatures() {
                     ErrorCode::BadSignature
                 );
                 w.no_secrets(&error);
-                assert_eq!(w.store.snapshot().unwrap(), before);
+                assert_eq!(state_text(&mut w.store), before);
             }
             for result in [
                 w.store.adopt(&minted.bearer, Some("root")).map(|_| ()),

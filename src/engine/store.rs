@@ -238,8 +238,9 @@ impl TokenStore {
         clock: Box<dyn Clock>,
     ) -> Result<Self, CapTokenError> {
         let mut store = Self::with_state(secret, config, clock, MemoryState::default())?;
-        // A fresh store's journal chains to the seal of its empty snapshot.
-        store.snapshot()?;
+        // A fresh store's journal chains as after any empty snapshot.
+        let head = store.seal.empty_head(store.config.format);
+        store.changes.restart(head);
         Ok(store)
     }
 

@@ -438,11 +438,18 @@ mod tests {
         assert_eq!(row.digest, record_digest(&w.token));
         assert_eq!(row.uses_left, Some(3));
         assert_eq!(row.task_id.as_deref(), Some("t"));
-        // An unsealed assembly comes back sealed, as the store writes it.
+        // An unsealed assembly comes back sealed, as the store writes it
+        // (each seal has its own nonce: the 64 hex characters differ).
         let sealed = store.snapshot().unwrap();
         let body = sealed.split_once(",\"mac\":\"").unwrap().1;
         let unsealed = format!("{{\"version\":1,{}", &body[66..]);
-        assert_eq!(core.finish_snapshot(&unsealed, &SECRET).unwrap(), sealed);
+        let finished = core.finish_snapshot(&unsealed, &SECRET).unwrap();
+        assert_eq!(
+            (&finished[..48], &finished[112..]),
+            (&sealed[..48], &sealed[112..])
+        );
+        assert_ne!(finished[48..112], sealed[48..112]);
+        core.read_snapshot(&finished, &SECRET).unwrap();
         // Import refuses unsealed text and text sealed with another secret.
         for (text, secret) in [(unsealed.as_str(), SECRET), (sealed.as_str(), [8; 32])] {
             let other = RemoteCore::new(&secret, StoreConfig::default()).unwrap();

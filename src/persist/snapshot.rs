@@ -22,7 +22,7 @@
 use crate::clock::Clock;
 use crate::error::CapTokenError;
 use crate::persist::records::{check_depth, not_a_snapshot, validate_record, RecordIn, RecordOut};
-use crate::seal::{same_tag, Seal, Tag, KEY_ID_HEX_LEN, SNAPSHOT_LABEL};
+use crate::seal::{nonce_of, same_tag, Seal, Tag, KEY_ID_HEX_LEN, NONCE_LEN};
 use crate::signer::SigningFormat;
 use crate::state::{MemoryState, TaskNode};
 use crate::store::{check_task_id, StoreConfig, TokenStore};
@@ -148,12 +148,43 @@ fn reserve_headroom(bytes: usize) -> Result<(), CapTokenError> {
         .map_err(|_| CapTokenError::snapshot("the snapshot is too large for the memory left"))
 }
 
-/// The MAC of sealed snapshot text: every byte but the MAC's own hex.
-fn snapshot_mac(seal: &Seal, text: &[u8]) -> Tag {
-    let mut mac = seal.start(SNAPSHOT_LABEL);
+/// The seal of snapshot text under `nonce`: every byte but the seal's own
+/// hex.
+fn snapshot_mac(seal: &Seal, nonce: &[u8; NONCE_LEN], text: &[u8]) -> Tag {
+    let mut mac = seal.start_snapshot(nonce);
     mac.update(text.get(..MAC_AT).unwrap_or_default());
     mac.update(text.get(MAC_AT + MAC_HEX_LEN..).unwrap_or_default());
     mac.finish()
+}
+
+/// Where the journal chain of a snapshot with seal `mac` starts: at the
+/// seal, or, for an empty state, at [`Seal::empty_head`].
+fn chain_head(seal: &Seal, format: SigningFormat, state: &MemoryState, mac: Tag) -> Tag {
+    if state.is_empty() && state.task_count() == 0 {
+        seal.empty_head(format)
+    } else {
+        mac
+    }
+}
+
+/// A fresh nonce for a snapshot's seal: each Poly1305 key seals one text.
+fn fresh_nonce() -> Result<[u8; NONCE_LEN], CapTokenError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce)
+        .map_err(|_| CapTokenError::invalid("the system random number generator is unavailable"))?;
+    Ok(nonce)
+}
+
+/// Seal `text` (written with 64 `0`s for the seal) in place; returns the
+/// seal.
+fn seal_in_place(seal: &Seal, text: &mut [u8]) -> Result<Tag, CapTokenError> {
+    let mac = snapshot_mac(seal, &fresh_nonce()?, text);
+    let mut hex = [0u8; MAC_HEX_LEN];
+    let hex = base16ct::lower::encode(&mac, &mut hex).unwrap_or_default();
+    if let Some(slot) = text.get_mut(MAC_AT..MAC_AT + MAC_HEX_LEN) {
+        slot.copy_from_slice(hex);
+    }
+    Ok(mac)
 }
 
 /// Check the seal of snapshot text before it is parsed. `Some(mac)` for a
@@ -190,7 +221,7 @@ fn check_seal(
             "the snapshot was sealed under another secret: the secret does not match",
         ));
     }
-    if !same_tag(&snapshot_mac(seal, text), &mac) {
+    if !same_tag(&snapshot_mac(seal, &nonce_of(&mac), text), &mac) {
         return Err(CapTokenError::snapshot(
             "the seal does not match: the snapshot was edited",
         ));
@@ -227,12 +258,7 @@ pub fn seal_snapshot_text(body: &str, secret: &[u8]) -> Result<String, CapTokenE
     // (`,}`), which restore refuses: the body must hold the state's fields.
     text.extend_from_slice(HEAD_END);
     text.extend_from_slice(members.as_bytes());
-    let mac = snapshot_mac(&seal, &text);
-    let mut hex = [0u8; MAC_HEX_LEN];
-    let hex = base16ct::lower::encode(&mac, &mut hex).unwrap_or_default();
-    if let Some(slot) = text.get_mut(MAC_AT..MAC_AT + MAC_HEX_LEN) {
-        slot.copy_from_slice(hex);
-    }
+    seal_in_place(&seal, &mut text)?;
     String::from_utf8(text).map_err(|_| CapTokenError::snapshot("not UTF-8 text"))
 }
 
@@ -246,12 +272,14 @@ pub fn seal_journal_text(
     secret: &[u8],
 ) -> Result<String, CapTokenError> {
     let seal = Seal::new(secret);
-    let head = snapshot
-        .as_bytes()
-        .get(MAC_AT..MAC_AT + MAC_HEX_LEN)
-        .and_then(|hex| core::str::from_utf8(hex).ok())
-        .and_then(crate::hex::decode_lower)
+    let mac = check_seal(snapshot.as_bytes(), &seal, RestoreOptions::default())?
         .ok_or_else(|| CapTokenError::snapshot("the snapshot is not sealed"))?;
+    let format = serde_json::from_str::<serde_json::Value>(snapshot)
+        .ok()
+        .and_then(|doc| doc.get("format")?.as_str().map(SigningFormat::parse))
+        .ok_or_else(|| CapTokenError::snapshot("the snapshot names no format"))??;
+    let state = parse(snapshot, format, u32::MAX, true)?;
+    let head = chain_head(&seal, format, &state, mac);
     Ok(crate::journal::seal_lines(&seal, head, lines))
 }
 
@@ -291,15 +319,11 @@ impl TokenStore {
                 "the snapshot header is not as written",
             ));
         }
-        let mac = snapshot_mac(seal, &text);
-        let mut hex = [0u8; MAC_HEX_LEN];
-        let hex = base16ct::lower::encode(&mac, &mut hex).unwrap_or_default();
-        if let Some(slot) = text.get_mut(MAC_AT..MAC_AT + MAC_HEX_LEN) {
-            slot.copy_from_slice(hex);
-        }
+        let mac = seal_in_place(seal, &mut text)?;
+        let head = chain_head(seal, self.config().format, self.state(), mac);
         let text = String::from_utf8(text)
             .map_err(|_| CapTokenError::snapshot("the snapshot is not UTF-8 text"))?;
-        self.changes_mut().restart(mac);
+        self.changes_mut().restart(head);
         Ok(text)
     }
 
@@ -361,8 +385,9 @@ impl TokenStore {
         let seal = store.seal().clone();
         let sealed = check_seal(snapshot.as_bytes(), &seal, options)?;
         let max_depth = store.config().max_spawn_depth;
-        let mut state = parse(snapshot, store.config().format, max_depth, sealed.is_some())?;
-        let start = sealed.map(|mac| (&seal, mac));
+        let format = store.config().format;
+        let mut state = parse(snapshot, format, max_depth, sealed.is_some())?;
+        let start = sealed.map(|mac| (&seal, chain_head(&seal, format, &state, mac)));
         let head =
             crate::journal::replay(&mut state, journal, store.config().format, max_depth, start)?;
         store.replace_state(state)?;

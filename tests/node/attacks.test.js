@@ -15,15 +15,16 @@ import {
   TokenStore, SECRET, T0, makeStore, makeClock, throwsCap, hmacHex, mluaSigningText, toBearer,
   decodeBearer, canonical, fingerprintOf,
 } from './helpers.js';
+import { stateOf } from './helpers.js';
 
 const YEAR = 365 * 86400;
 
 /** `call` is refused with `code` and leaves the store exactly as it was. */
 function refusedUnchanged(store, call, code, details) {
-  const before = store.snapshot();
+  const before = stateOf(store);
   const size = store.size;
   const error = throwsCap(call, code, details);
-  assert.equal(store.snapshot(), before, `a refused call (${error.code}) changed the store`);
+  assert.equal(stateOf(store), before, `a refused call (${error.code}) changed the store`);
   assert.equal(store.size, size);
   return error;
 }

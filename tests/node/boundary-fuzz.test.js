@@ -19,6 +19,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TokenStore, CapTokenRecord, CapTokenError } from 'captoken';
+import { stateOf, withoutSeal } from './helpers.js';
 
 const SEED = Number(process.env.BOUNDARY_FUZZ_SEED ?? 0xc0ffee) >>> 0;
 const CALLS = Number(process.env.BOUNDARY_FUZZ_CALLS ?? 20_000);
@@ -324,8 +325,9 @@ function assertControlIntact(world) {
   assert.equal(decision.allowed, true);
   assert.equal(decision.usesLeft, 3);
   // Still deciding correctly: spends exactly one use each time, then refuses.
-  const before = store.snapshot();
-  const restored = TokenStore.restore(before, { secret: SECRET, now: () => T0 });
+  const text = store.snapshot();
+  const before = withoutSeal(text);
+  const restored = TokenStore.restore(text, { secret: SECRET, now: () => T0 });
   for (const expected of [2, 1, 0]) {
     assert.equal(restored.verify(control.bearer, 'fetch_prompt', 'control-task').usesLeft, expected);
   }
@@ -333,7 +335,7 @@ function assertControlIntact(world) {
     () => restored.verify(control.bearer, 'fetch_prompt', 'control-task'),
     (e) => e instanceof CapTokenError && e.code === 'ERR_TOKEN_USES_EXHAUSTED',
   );
-  assert.equal(store.snapshot(), before, 'restoring changed the original store');
+  assert.equal(stateOf(store), before, 'restoring changed the original store');
   restored.free();
 }
 
@@ -476,10 +478,10 @@ function callStore(world) {
   const { store } = world;
   const method = rng.pick(STORE_METHODS);
   const args = randomArgs(world, method);
-  const before = store.snapshot();
+  const before = stateOf(store);
   const { ok, result } = attempt(`store.${method}`, args, () =>
     (GETTERS.has(method) ? store[method] : store[method](...args)));
-  const after = store.snapshot();
+  const after = stateOf(store);
   const what = `store.${method}(${args.map(describe).join(', ')}) [seed ${SEED}]`;
   if (!ok) {
     assert.equal(after, before, `${what} failed but changed the state`);
@@ -498,7 +500,7 @@ function callStore(world) {
     // A record is a copy: spending or revoking it changes nothing in the store.
     attempt('record.consume', [], () => result.consume());
     attempt('record.revoke', [], () => result.revoke());
-    assert.equal(store.snapshot(), after, `${what}: a record's methods changed the store`);
+    assert.equal(stateOf(store), after, `${what}: a record's methods changed the store`);
     result.free();
   }
   if (['attachOperator', 'mint', 'dispatchAttempt', 'remint'].includes(method)) {
@@ -518,9 +520,9 @@ function callRecord(world) {
   const record = world.liveRecords[index];
   const method = rng.pick(RECORD_METHODS);
   const args = randomArgs(world);
-  const before = world.store.snapshot();
+  const before = stateOf(world.store);
   attempt(`record.${method}`, args, () => (GETTERS.has(method) ? record[method] : record[method](...args)));
-  assert.equal(world.store.snapshot(), before, `record.${method} changed the store`);
+  assert.equal(stateOf(world.store), before, `record.${method} changed the store`);
   if (method === 'free') world.liveRecords.splice(index, 1);
 }
 
@@ -571,10 +573,10 @@ test('the same wrong values through every static and method, one at a time', () 
       for (const method of STORE_METHODS.filter((m) => !GETTERS.has(m))) {
         const args = [rng.pick(world.bearers), 'heartbeat', 'root', {}];
         args[position] = bad;
-        const before = world.store.snapshot();
+        const before = stateOf(world.store);
         const { ok } = attempt(`store.${method}`, args, () => world.store[method](...args));
         if (!ok || READ_ONLY.has(method)) {
-          assert.equal(world.store.snapshot(), before, `store.${method} with ${describe(bad)} at ${position}`);
+          assert.equal(stateOf(world.store), before, `store.${method} with ${describe(bad)} at ${position}`);
         }
       }
       for (const [label, fn] of Object.entries(STATICS)) {

@@ -213,3 +213,17 @@ export const BAD_VALUES = [
   ['1 MiB string', HUGE],
   ['lone surrogate', '\uD800'],
 ];
+
+/**
+ * Snapshot text without its seal (the 64 hex characters at 48..112): each
+ * snapshot's seal has a fresh nonce, so equal states give equal text only
+ * without it.
+ */
+export function withoutSeal(text) {
+  return `${text.slice(0, 48)}${'0'.repeat(64)}${text.slice(112)}`;
+}
+
+/** The store's state as text, for "nothing changed" checks. */
+export function stateOf(store) {
+  return withoutSeal(store.snapshot());
+}

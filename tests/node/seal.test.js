@@ -3,11 +3,46 @@
 // revoked token, or was accepted, before snapshots and lines were sealed.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { TokenStore, SECRET, OTHER_SECRET, makeStore, throwsCap } from './helpers.js';
+
+/** RFC 8439's Poly1305, written out with BigInt: an implementation of the doc, not of the crate. */
+function poly1305(key, message) {
+  const le = (bytes) => bytes.reduceRight((acc, byte) => (acc << 8n) | BigInt(byte), 0n);
+  const r = le(key.subarray(0, 16)) & 0x0ffffffc0ffffffc0ffffffc0fffffffn;
+  const s = le(key.subarray(16, 32));
+  const p = (1n << 130n) - 5n;
+  let acc = 0n;
+  for (let i = 0; i < message.length; i += 16) {
+    const block = message.subarray(i, i + 16);
+    acc = ((acc + (le(block) | (1n << BigInt(8 * block.length)))) * r) % p;
+  }
+  acc = (acc + s) & ((1n << 128n) - 1n);
+  return Buffer.from(Array.from({ length: 16 }, (_, i) => Number((acc >> BigInt(8 * i)) & 0xffn)));
+}
 
 const sealError = (pattern) => (e) => e?.code === 'ERR_SNAPSHOT_INVALID' && pattern.test(e.message);
 
 describe('sealed snapshots', () => {
+  it('are sealed exactly as docs/snapshot-and-journal.md says (nonce, HMAC-derived key, Poly1305)', () => {
+    const { store } = makeStore();
+    const op = store.attachOperator('op');
+    store.startTask(op.bearer, { taskId: 'a' });
+    store.dispatchAttempt(op.bearer, 'a', { maxUses: 3 });
+    const seals = new Set();
+    for (let i = 0; i < 3; i++) {
+      const text = Buffer.from(store.snapshot());
+      const seal = Buffer.from(text.subarray(48, 112).toString(), 'hex');
+      const sealKey = createHmac('sha256', SECRET).update('captoken-seal-v1').digest();
+      const nonce = seal.subarray(0, 16);
+      const key = createHmac('sha256', sealKey).update('captoken-snapshot-key-v1').update(nonce).digest();
+      const message = Buffer.concat([text.subarray(0, 48), text.subarray(112)]);
+      assert.equal(poly1305(key, message).toString('hex'), seal.subarray(16).toString('hex'));
+      seals.add(nonce.toString('hex'));
+    }
+    assert.equal(seals.size, 3, 'every snapshot has its own nonce');
+  });
+
   it('an edited snapshot (uses_left, revoked, task_id) is refused: no revived, moved token', () => {
     const { store, clock } = makeStore();
     const op = store.attachOperator('op');

@@ -7,6 +7,7 @@ import {
   TokenStore, CapTokenRecord, CapTokenError, SECRET, OTHER_SECRET, T0, makeStore, makeWorld,
   makeClock, throwsCap, decodeBearer, toBearer, fingerprintOf,
 } from './helpers.js';
+import { stateOf } from './helpers.js';
 
 describe('constructor', () => {
   it('builds an empty store with the documented defaults', () => {
@@ -174,10 +175,10 @@ describe('adopt()', () => {
     const m = store.mint('w', 'worker', { maxUses: 2, taskId: 'T' });
     store.verify(m.bearer, 'fetch_data');
     store.revoke(m.fingerprint);
-    const before = store.snapshot();
+    const before = stateOf(store);
     assert.equal(store.adopt(m.bearer), m.fingerprint);
     assert.equal(store.adopt(m.bearer, 'other'), m.fingerprint);
-    assert.equal(store.snapshot(), before);
+    assert.equal(stateOf(store), before);
     const rec = store.record(m.fingerprint);
     assert.equal(rec.usesLeft, 1);
     assert.equal(rec.revoked, true);
@@ -238,9 +239,9 @@ describe('startTask(), verify(), check()', () => {
 
   it('verify on an unlimited token reports usesLeft null and changes nothing', () => {
     const { store, op } = makeWorld();
-    const before = store.snapshot();
+    const before = stateOf(store);
     for (let i = 0; i < 100; i++) assert.equal(store.verify(op.bearer, 'heartbeat').usesLeft, null);
-    assert.equal(store.snapshot(), before);
+    assert.equal(stateOf(store), before);
   });
 });
 
@@ -333,9 +334,9 @@ describe('remint()', () => {
     const a = store.dispatchAttempt(op.bearer, 'T', { maxUses: 5, ttlSecs: 30 });
     const b = store.dispatchAttempt(op.bearer, 'T', { maxUses: 5, ttlSecs: 30 });
     clock.t = T0 + 30 + 31; // expired 31 s ago: more than its 30 s lifetime
-    const before = store.snapshot();
+    const before = stateOf(store);
     throwsCap(() => store.remint(a.bearer), 'ERR_TOKEN_EXPIRED', { fingerprint: a.fingerprint });
-    assert.equal(store.snapshot(), before);
+    assert.equal(stateOf(store), before);
     assert.equal(store.record(a.fingerprint).revoked, false);
     clock.t = T0 + 30 + 30; // exactly one lifetime ago: still reminted
     const fresh = store.remint(b.bearer);
@@ -437,12 +438,12 @@ describe('reading: record(), task(), records(), tasks(), size', () => {
 
   it('a record is a copy: spending or revoking it leaves the store alone', () => {
     const { store, worker } = makeWorld();
-    const before = store.snapshot();
+    const before = stateOf(store);
     const r = store.record(worker.fingerprint);
     r.consume();
     r.revoke();
     assert.equal(r.usesLeft, 9);
-    assert.equal(store.snapshot(), before);
+    assert.equal(stateOf(store), before);
     assert.equal(store.record(worker.fingerprint).usesLeft, 10);
     assert.equal(store.record(worker.fingerprint).revoked, false);
     r.free();
@@ -521,11 +522,11 @@ describe('the injected clock', () => {
     const w = store.mint('w', 'worker');
     for (const name of Object.keys(bad)) {
       mode = name;
-      const before = store.snapshot();
+      const before = stateOf(store);
       throwsCap(() => store.verify(w.bearer, 'fetch_data'), 'ERR_TOKEN_EXPIRED');
       throwsCap(() => store.mint('x', 'worker'), 'ERR_INVALID_ARGUMENT');
       assert.equal(store.verify(op.bearer, 'heartbeat').role, 'operator', 'Operators are exempt');
-      assert.equal(store.snapshot(), before);
+      assert.equal(stateOf(store), before);
     }
     mode = 'ok';
     assert.equal(store.verify(w.bearer, 'fetch_data').role, 'worker');
@@ -570,12 +571,12 @@ describe('the injected clock', () => {
     });
     const op = store.attachOperator('op');
     const w = store.mint('w', 'worker', { maxUses: 2 });
-    const before = store.snapshot();
+    const before = stateOf(store);
     reenter = true;
     throwsCap(() => store.mint('outer', 'worker'), 'ERR_INVALID_ARGUMENT');
     throwsCap(() => store.verify(w.bearer, 'fetch_data'), 'ERR_TOKEN_EXPIRED');
     reenter = false;
-    assert.equal(store.snapshot(), before);
+    assert.equal(stateOf(store), before);
     assert.equal(store.verify(w.bearer, 'fetch_data').usesLeft, 1);
     assert.equal(store.verify(op.bearer, 'heartbeat').role, 'operator');
   });

@@ -18,6 +18,7 @@ import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { inspect } from 'node:util';
 import { TokenStore, CapTokenError } from 'captoken';
+import { stateOf } from './helpers.js';
 
 const T0 = 1_764_150_000;
 // Distinct byte values, so that every rendering of the secret is distinctive.
@@ -74,13 +75,13 @@ function refused(call, codes, what) {
 
 /** Verify and check both refuse `bearer`, with the same code, changing nothing. */
 function assertRefused(store, bearer, verb, taskId, what, codes = REFUSED) {
-  const before = store.snapshot();
+  const before = stateOf(store);
   const error = refused(() => store.verify(bearer, verb, taskId), codes, what);
   const decision = store.check(bearer, verb, taskId);
   outputs.push(JSON.stringify(decision));
   assert.equal(decision.allowed, false, `${what}: check allowed it`);
   assert.equal(decision.code, error.code, `${what}: check and verify disagree`);
-  assert.equal(store.snapshot(), before, `${what}: a refusal changed the state`);
+  assert.equal(stateOf(store), before, `${what}: a refusal changed the state`);
   return error.code;
 }
 
@@ -151,11 +152,11 @@ for (const format of ['v2', 'mlua-swarm']) {
       ['operator', op, 'heartbeat', undefined],
       ['one-time', once, 'post_result', 'root'],
     ];
-    const pristine = store.snapshot();
+    const pristine = stateOf(store);
 
     after(() => {
       // None of the refusals spent or changed anything, and the tokens work.
-      assert.equal(store.snapshot(), pristine);
+      assert.equal(stateOf(store), pristine);
       assert.equal(store.verify(worker.bearer, 'fetch_prompt', 'root').usesLeft, 2);
       assert.equal(store.verify(once.bearer, 'post_result', 'root').usesLeft, 0);
       assert.equal(store.verify(op.bearer, 'heartbeat').role, 'operator');
@@ -228,11 +229,11 @@ for (const format of ['v2', 'mlua-swarm']) {
           for (const c of BASE64URL) {
             if (c === bearer[i]) continue;
             const changed = bearer.slice(0, i) + c + bearer.slice(i + 1);
-            const before = store.snapshot();
+            const before = stateOf(store);
             const error = refused(() => store.verify(changed, verb, taskId), REFUSED, `position ${i} -> ${c}`);
             if (probes % 4 === 0) assert.equal(store.check(changed, verb, taskId).code, error.code);
             probes++;
-            if (probes % 512 === 0) assert.equal(store.snapshot(), before);
+            if (probes % 512 === 0) assert.equal(stateOf(store), before);
           }
           // Characters outside the alphabet, padding, truncation, extension.
           for (const c of ['=', '+', '/', '.', ' ', '\n', '\u00e9', '\uD800']) {
@@ -243,7 +244,7 @@ for (const format of ['v2', 'mlua-swarm']) {
         for (const changed of [bearer.slice(0, -1), bearer.slice(1), `${bearer}A`, `${bearer}=`, `A${bearer}`, bearer.repeat(2)]) {
           refused(() => store.verify(changed, verb, taskId), REFUSED, 'truncated or extended');
         }
-        assert.equal(store.snapshot(), pristine);
+        assert.equal(stateOf(store), pristine);
       });
     }
 
@@ -256,12 +257,12 @@ for (const format of ['v2', 'mlua-swarm']) {
         toBearer({ ...json, scopes: ['*', 'admin'] }),
       ];
       for (const bearer of forged) {
-        const before = store.snapshot();
+        const before = stateOf(store);
         refused(() => store.adopt(bearer, 'root'), REFUSED, 'adopt');
         refused(() => store.remint(bearer), REFUSED, 'remint');
         refused(() => store.startTask(bearer), REFUSED, 'startTask');
         refused(() => store.dispatchAttempt(bearer, 'root'), REFUSED, 'dispatchAttempt');
-        assert.equal(store.snapshot(), before);
+        assert.equal(stateOf(store), before);
       }
     });
 
@@ -274,11 +275,11 @@ for (const format of ['v2', 'mlua-swarm']) {
       const resigned = { ...fromBearer(foreign.bearer), agent_id: json.agent_id, issued_at: json.issued_at, expire_at: json.expire_at };
       for (const bearer of [foreign.bearer, foreignOp.bearer]) {
         assertRefused(store, bearer, 'fetch_prompt', 'root', 'foreign token', ['ERR_BAD_SIGNATURE']);
-        const before = store.snapshot();
+        const before = stateOf(store);
         refused(() => store.adopt(bearer, 'root'), ['ERR_BAD_SIGNATURE'], 'adopt foreign');
         refused(() => store.remint(bearer), ['ERR_BAD_SIGNATURE'], 'remint foreign');
         refused(() => store.startTask(bearer), ['ERR_BAD_SIGNATURE'], 'startTask foreign');
-        assert.equal(store.snapshot(), before);
+        assert.equal(stateOf(store), before);
       }
       // Our nonce and fields under the other secret's signature.
       const stolen = { ...json, sig_hex: foreign.token.sig_hex };

@@ -3,6 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { T0, makeStore, throwsCap, decodeBearer } from './helpers.js';
+import { stateOf } from './helpers.js';
 
 /**
  * Build a chain root -> ... as deep as allowed; return the Workers per depth.
@@ -64,9 +65,9 @@ describe('spawn depth', () => {
     const w = store.dispatchAttempt(op.bearer, 'a', { maxUses: 3 });
     const b = store.startTask(w.bearer);
     const wb = store.dispatchAttempt(op.bearer, b.taskId, { maxUses: 3 });
-    const before = store.snapshot();
+    const before = stateOf(store);
     throwsCap(() => store.startTask(wb.bearer), 'ERR_SPAWN_DEPTH_EXCEEDED', { current: 2, max: 2 });
-    assert.equal(store.snapshot(), before);
+    assert.equal(stateOf(store), before);
     assert.equal(store.tasks().length, 2);
     assert.equal(store.record(wb.fingerprint).usesLeft, 3);
     assert.equal(store.record(w.fingerprint).usesLeft, 2);
@@ -100,9 +101,9 @@ describe('spawn depth', () => {
     const op = store.attachOperator('op');
     store.startTask(op.bearer, { taskId: 'R' });
     const w = store.dispatchAttempt(op.bearer, 'R', { maxUses: 3 });
-    const before = store.snapshot();
+    const before = stateOf(store);
     throwsCap(() => store.startTask(w.bearer, { taskId: 'R1' }), 'ERR_INVALID_ARGUMENT');
-    assert.equal(store.snapshot(), before);
+    assert.equal(stateOf(store), before);
     assert.equal(store.task('R1'), undefined);
     assert.equal(store.record(w.fingerprint).usesLeft, 3);
   });

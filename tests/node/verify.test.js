@@ -8,6 +8,7 @@ import {
   OWNERSHIP_VERBS, ERROR_CODES, makeStore, makeWorld, makeClock, b64url, decodeBearer,
   toBearer, throwsCap, assertNoNonce, fingerprintOf,
 } from './helpers.js';
+import { stateOf } from './helpers.js';
 
 describe('step 1: decoding the bearer', () => {
   const { store, op } = makeWorld();
@@ -41,12 +42,12 @@ describe('step 1: decoding the bearer', () => {
   };
   for (const [name, bearer] of Object.entries(malformed)) {
     it(`refuses ${name} with ERR_MALFORMED_TOKEN`, () => {
-      const before = store.snapshot();
+      const before = stateOf(store);
       throwsCap(() => store.verify(bearer, 'heartbeat'), 'ERR_MALFORMED_TOKEN');
       const decision = store.check(bearer, 'heartbeat');
       assert.equal(decision.allowed, false);
       assert.equal(decision.code, 'ERR_MALFORMED_TOKEN');
-      assert.equal(store.snapshot(), before);
+      assert.equal(stateOf(store), before);
     });
   }
 });
@@ -187,10 +188,10 @@ describe('the first failing step decides', () => {
     it(name, () => {
       const world = setup();
       const args = build(world);
-      const before = world.store.snapshot();
+      const before = stateOf(world.store);
       assert.equal(world.store.check(...args).code, code, 'check');
       throwsCap(() => world.store.verify(...args), code);
-      assert.equal(world.store.snapshot(), before, 'a denied call changes nothing');
+      assert.equal(stateOf(world.store), before, 'a denied call changes nothing');
     });
   }
 });
@@ -335,12 +336,12 @@ describe('the ownership gate (step 6)', () => {
     store.startTask(op.bearer, { taskId: 'sibling' });
     // dispatch_attempt for a task outside the Worker's subtree: refused, nothing spent
     // (the reference engine exempts these two verbs; this package does not).
-    const before = store.snapshot();
+    const before = stateOf(store);
     throwsCap(() => store.dispatchAttempt(worker.bearer, 'sibling', { maxUses: 1 }), 'ERR_TOKEN_TASK_MISMATCH',
       { fingerprint: worker.fingerprint, bound: 'root', arg: 'sibling' });
     throwsCap(() => store.startTask(worker.bearer, { parentId: 'sibling' }), 'ERR_TOKEN_TASK_MISMATCH',
       { bound: 'root', arg: 'sibling' });
-    assert.equal(store.snapshot(), before);
+    assert.equal(stateOf(store), before);
     for (const verb of ['start_task', 'dispatch_attempt']) {
       assert.equal(store.check(worker.bearer, verb, 'sibling').code, 'ERR_TOKEN_TASK_MISMATCH', verb);
       assert.equal(store.check(worker.bearer, verb, 'root').allowed, true, verb);
@@ -402,13 +403,13 @@ describe('check()', () => {
   it('never spends', () => {
     const { store } = makeStore();
     const w = store.mint('w', 'worker', { maxUses: 1 });
-    const before = store.snapshot();
+    const before = stateOf(store);
     for (let i = 0; i < 5; i++) {
       const d = store.check(w.bearer, 'fetch_data');
       assert.equal(d.allowed, true);
       assert.equal(d.usesLeft, 1, 'uses as they stand');
     }
-    assert.equal(store.snapshot(), before);
+    assert.equal(stateOf(store), before);
     assert.equal(store.verify(w.bearer, 'fetch_data').usesLeft, 0);
     const d = store.check(w.bearer, 'fetch_data');
     assert.deepEqual(Object.keys(d).sort(), ['allowed', 'code', 'message']);
@@ -434,7 +435,7 @@ describe('check()', () => {
 
   it('never throws, whatever it is given', () => {
     const { store, op } = makeWorld();
-    const before = store.snapshot();
+    const before = stateOf(store);
     const junk = [undefined, null, 0, NaN, 10n, Symbol('s'), {}, [], () => 1, 'x'.repeat(1 << 20), '\uD800', op.bearer];
     for (const a of junk) {
       for (const b of junk) {
@@ -447,7 +448,7 @@ describe('check()', () => {
         }
       }
     }
-    assert.equal(store.snapshot(), before);
+    assert.equal(stateOf(store), before);
   });
 
   it('decides exactly as verify() does, across a matrix of tokens, verbs and tasks', () => {
@@ -526,10 +527,10 @@ describe('denied calls spend nothing and change nothing', () => {
       [() => store.adopt('junk'), 'ERR_MALFORMED_TOKEN'],
     ];
     for (const [call, code] of denials) {
-      const before = store.snapshot();
+      const before = stateOf(store);
       const sizeBefore = store.size;
       throwsCap(call, code);
-      assert.equal(store.snapshot(), before, String(call));
+      assert.equal(stateOf(store), before, String(call));
       assert.equal(store.size, sizeBefore);
     }
     assert.equal(store.record(op.fingerprint).usesLeft, 100 - 6);
