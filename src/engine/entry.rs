@@ -17,11 +17,22 @@ pub(crate) enum Scopes {
 }
 
 impl Scopes {
-    pub(crate) fn from_iter<'a>(scopes: impl ExactSizeIterator<Item = &'a str>) -> Self {
-        let scopes: Box<[Box<str>]> = scopes.map(Into::into).collect();
-        match &*scopes {
-            [only] if &**only == "*" => Scopes::All,
-            _ => Scopes::List(scopes),
+    pub(crate) fn from_iter<'a>(mut scopes: impl ExactSizeIterator<Item = &'a str>) -> Self {
+        // The common `["*"]` without allocating a list only to drop it.
+        if scopes.len() == 1 {
+            if let Some(only) = scopes.next() {
+                return Self::one(only);
+            }
+        }
+        Scopes::List(scopes.map(Into::into).collect())
+    }
+
+    /// A list of the one scope `scope`.
+    pub(crate) fn one(scope: &str) -> Self {
+        if scope == "*" {
+            Scopes::All
+        } else {
+            Scopes::List(Box::new([scope.into()]))
         }
     }
 

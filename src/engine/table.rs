@@ -113,6 +113,10 @@ pub(crate) struct RecordTable {
     index: Prefixed<u64, u32>,
     overflow: Prefixed<Fingerprint, u32>,
     names: HashSet<Rc<str>>,
+    /// The names interned last: records come in runs of one agent and task
+    /// (a restore reads them in the order they were written), and a hit here
+    /// skips hashing the name.
+    recent: [Option<Rc<str>>; 2],
     len: usize,
 }
 
@@ -160,13 +164,37 @@ impl RecordTable {
         self.slot_mut(at).map(|slot| &mut slot.entry)
     }
 
-    fn intern(&mut self, name: &Rc<str>) -> Rc<str> {
-        match self.names.get(name) {
+    /// The table's one copy of `name`, made on first use.
+    pub(crate) fn intern(&mut self, name: &str) -> Rc<str> {
+        for recent in self.recent.iter().flatten() {
+            if **recent == *name {
+                return Rc::clone(recent);
+            }
+        }
+        let shared = match self.names.get(name) {
             Some(shared) => Rc::clone(shared),
             None => {
-                self.names.insert(Rc::clone(name));
-                Rc::clone(name)
+                let shared: Rc<str> = name.into();
+                self.names.insert(Rc::clone(&shared));
+                shared
             }
+        };
+        let [first, second] = &mut self.recent;
+        *second = first.replace(Rc::clone(&shared));
+        shared
+    }
+
+    /// `name` itself when it is the table's copy already (no hashing).
+    fn interned(&mut self, name: Rc<str>) -> Rc<str> {
+        if self
+            .recent
+            .iter()
+            .flatten()
+            .any(|recent| Rc::ptr_eq(recent, &name))
+        {
+            name
+        } else {
+            self.intern(&name)
         }
     }
 
@@ -175,9 +203,9 @@ impl RecordTable {
         if self.position(&fingerprint).is_some() {
             return false;
         }
-        entry.agent_id = self.intern(&entry.agent_id);
+        entry.agent_id = self.interned(entry.agent_id);
         if let Some(task) = entry.task_id.take() {
-            entry.task_id = Some(self.intern(&task));
+            entry.task_id = Some(self.interned(task));
         }
         let slot = Some(Slot { fingerprint, entry });
         let at = match self.free.pop() {
@@ -256,7 +284,9 @@ impl RecordTable {
         // the same prefix behind: lookups check the overflow map, so that is
         // only a slower path, never a lost record.
         self.len -= removed;
-        // Names no record uses any more (held only by the interner).
+        // Names no record uses any more (held only by the interner; the
+        // cache's own references would keep them alive, so it goes first).
+        self.recent = [None, None];
         self.names.retain(|name| Rc::strong_count(name) > 1);
         removed
     }

@@ -55,9 +55,19 @@ impl Serialize for Fingerprint {
 
 impl<'de> Deserialize<'de> for Fingerprint {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Fingerprint::from_hex(&text).ok_or_else(|| {
-            serde::de::Error::custom("fingerprint is not 64 lowercase hex characters")
-        })
+        // Decoded from the text in place: `Cow<str>` would copy every
+        // fingerprint of a snapshot into a String first.
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = Fingerprint;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("64 lowercase hex characters")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Fingerprint, E> {
+                Fingerprint::from_hex(text)
+                    .ok_or_else(|| E::custom("fingerprint is not 64 lowercase hex characters"))
+            }
+        }
+        deserializer.deserialize_str(Hex)
     }
 }

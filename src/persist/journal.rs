@@ -578,7 +578,7 @@ pub(crate) fn replay(
             EventIn::Record(record) => {
                 let fingerprint = record.fingerprint;
                 let by = record.by;
-                let entry = validate_record(record, format)?;
+                let entry = validate_record(record, format, state)?;
                 if !state.insert(fingerprint, entry) {
                     return Err(fault(number, "record already exists"));
                 }

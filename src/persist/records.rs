@@ -7,6 +7,7 @@ use crate::error::CapTokenError;
 use crate::record::uses_fit;
 use crate::role::Role;
 use crate::signer::SigningFormat;
+use crate::state::MemoryState;
 use crate::store::check_task_id;
 use crate::task::TaskInfo;
 use crate::token::{Fingerprint, Text, MAX_SAFE_INTEGER};
@@ -123,8 +124,7 @@ pub(crate) struct TokenIn<'a> {
     agent_id: Text<'a>,
     #[serde(deserialize_with = "wire_role")]
     role: Role,
-    #[serde(borrow)]
-    scopes: Vec<Text<'a>>,
+    scopes: ScopesIn,
     issued_at: u64,
     expire_at: u64,
     max_uses: Option<u32>,
@@ -132,10 +132,46 @@ pub(crate) struct TokenIn<'a> {
     sig_hex: Text<'a>,
 }
 
+/// A scope list read straight into [`Scopes`]: no list of borrowed scopes
+/// on the way, and none at all for the common `["*"]` (a snapshot of a
+/// million records would otherwise allocate and free a million lists).
+pub(crate) struct ScopesIn(Scopes);
+
+impl<'de> Deserialize<'de> for ScopesIn {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct List;
+        impl<'de> serde::de::Visitor<'de> for List {
+            type Value = ScopesIn;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a list of scopes")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ScopesIn, A::Error> {
+                let Some(first) = seq.next_element::<Text<'de>>()? else {
+                    return Ok(ScopesIn(Scopes::List(Box::new([]))));
+                };
+                let Some(second) = seq.next_element::<Text<'de>>()? else {
+                    return Ok(ScopesIn(Scopes::one(&first.0)));
+                };
+                let mut list: Vec<Box<str>> = vec![(*first.0).into(), (*second.0).into()];
+                while let Some(scope) = seq.next_element::<Text<'de>>()? {
+                    list.push((*scope.0).into());
+                }
+                Ok(ScopesIn(Scopes::List(list.into_boxed_slice())))
+            }
+        }
+        deserializer.deserialize_seq(List)
+    }
+}
+
 /// Snapshots name roles by their wire names only.
 fn wire_role<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Role, D::Error> {
-    let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-    name.parse()
+    // Borrowed: `Cow<str>` would copy every role name into a String first.
+    let name = Text::deserialize(deserializer)?;
+    name.0
+        .parse()
         .map_err(|_| serde::de::Error::custom("unknown role"))
 }
 
@@ -155,13 +191,16 @@ pub(crate) fn not_a_snapshot(error: serde_json::Error) -> CapTokenError {
     ))
 }
 
+/// Check a record read back and make its entry, with its agent and task
+/// ids shared through `state`'s names (no copy of a name already held).
 pub(crate) fn validate_record(
     record: RecordIn<'_>,
     format: SigningFormat,
+    state: &mut MemoryState,
 ) -> Result<Entry, CapTokenError> {
-    let fault =
-        |what: &str| CapTokenError::snapshot(format!("record {}: {what}", record.fingerprint));
-    let token = &record.token;
+    let fingerprint = record.fingerprint;
+    let fault = |what: &str| CapTokenError::snapshot(format!("record {fingerprint}: {what}"));
+    let token = record.token;
     if token.v != format.version_field() {
         return Err(fault("token is not of the store's format"));
     }
@@ -186,13 +225,13 @@ pub(crate) fn validate_record(
         Some(_) => return Err(fault("not_after is before expire_at or out of range")),
     };
     Ok(Entry {
-        agent_id: (*token.agent_id.0).into(),
-        scopes: Scopes::from_iter(token.scopes.iter().map(|scope| &*scope.0)),
+        agent_id: state.intern(&token.agent_id.0),
+        scopes: token.scopes.0,
         issued_at: token.issued_at,
         expire_at: token.expire_at,
         max_uses: token.max_uses,
         uses_left: record.uses_left,
-        task_id: record.task_id.as_ref().map(|task| (*task.0).into()),
+        task_id: record.task_id.as_ref().map(|task| state.intern(&task.0)),
         sig,
         role: token.role,
         v: token.v,

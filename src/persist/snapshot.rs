@@ -534,7 +534,7 @@ impl<'de> Visitor<'de> for RecordsSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(record) = seq.next_element::<RecordIn<'de>>()? {
             let fingerprint = record.fingerprint;
-            let inserted = validate_record(record, self.format)
+            let inserted = validate_record(record, self.format, self.state)
                 .map(|entry| self.state.insert(fingerprint, entry));
             let fault = match inserted {
                 Ok(true) => continue,
