@@ -10,6 +10,7 @@
 
 use crate::entry::Entry;
 use crate::token::Fingerprint;
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
@@ -117,6 +118,11 @@ pub(crate) struct RecordTable {
     /// (a restore reads them in the order they were written), and a hit here
     /// skips hashing the name.
     recent: [Option<Rc<str>>; 2],
+    /// Where the last record found sits: a decision looks its record up
+    /// two or three times (decide, spend, the grant), and only the first
+    /// need probe the index. Checked against the slot's fingerprint on use,
+    /// so a slot freed and reused since can never answer for another record.
+    last_found: Cell<u32>,
     len: usize,
 }
 
@@ -139,19 +145,23 @@ impl RecordTable {
     }
 
     fn position(&self, fingerprint: &Fingerprint) -> Option<u32> {
-        if let Some(&at) = self.index.get(&prefix(fingerprint)) {
-            if self
-                .slot(at)
+        let holds = |at: u32| {
+            self.slot(at)
                 .is_some_and(|slot| slot.fingerprint == *fingerprint)
-            {
-                return Some(at);
-            }
+        };
+        let last = self.last_found.get();
+        if holds(last) {
+            return Some(last);
         }
-        if self.overflow.is_empty() {
-            None
-        } else {
-            self.overflow.get(fingerprint).copied()
+        let found = match self.index.get(&prefix(fingerprint)) {
+            Some(&at) if holds(at) => Some(at),
+            _ if self.overflow.is_empty() => None,
+            _ => self.overflow.get(fingerprint).copied(),
+        };
+        if let Some(at) = found {
+            self.last_found.set(at);
         }
+        found
     }
 
     pub(crate) fn get(&self, fingerprint: &Fingerprint) -> Option<&Entry> {

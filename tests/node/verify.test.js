@@ -134,6 +134,29 @@ describe('steps 2 to 7 one by one', () => {
   });
 });
 
+describe('Grants and Decisions', () => {
+  it('are plain objects: Object.prototype, keys in order, their own scopes array each time', () => {
+    const { store } = makeStore();
+    const w = store.mint('w', 'worker', { taskId: 't' });
+    const scoped = store.mint('s', 'observer', { scopes: ['read', 'trace'] });
+    const grants = [store.verify(w.bearer, 'fetch_data'), store.check(w.bearer, 'fetch_data'), store.verify(scoped.bearer, 'read_trace')];
+    for (const grant of grants) {
+      assert.equal(Object.getPrototypeOf(grant), Object.prototype);
+      assert.equal(grant.constructor, Object);
+      assert.equal(Object.getOwnPropertyNames(grant).length, Object.keys(grant).length);
+    }
+    assert.deepEqual(Object.keys(grants[0]), ['fingerprint', 'agentId', 'role', 'scopes', 'taskId', 'usesLeft']);
+    assert.deepEqual(Object.keys(grants[1]), ['allowed', 'fingerprint', 'agentId', 'role', 'scopes', 'taskId', 'usesLeft']);
+    assert.deepEqual(grants[0], { fingerprint: w.fingerprint, agentId: 'w', role: 'worker', scopes: ['*'], taskId: 't', usesLeft: null });
+    assert.deepEqual(grants[2].scopes, ['read', 'trace']);
+    // Each Grant has its own array: changing one changes no later Grant.
+    grants[0].scopes.push('changed');
+    grants[2].scopes.push('changed');
+    assert.deepEqual(store.verify(w.bearer, 'fetch_data').scopes, ['*']);
+    assert.deepEqual(store.check(scoped.bearer, 'read_trace').scopes, ['read', 'trace']);
+  });
+});
+
 describe('the first failing step decides', () => {
   // Tokens that fail at step k and would also fail at every later step.
   function setup() {
