@@ -411,9 +411,9 @@ class RedisTokenStore {
   }
 
   /** Records as `CapTokenRecord#toJSON()` gives them; `notAfter`: each with the minting Worker's expiry beside it. */
-  static #recordRows(rows, notAfter = false) {
+  static #recordRows(rows, forSnapshot = false) {
     const out = [];
-    for (let i = 0; i + 5 < rows.length; i += 6) {
+    for (let i = 0; i + 6 < rows.length; i += 7) {
       const record = {
         token: JSON.parse(rows[i + 1]),
         uses_left: rows[i + 2] === '-1' ? null : Number(rows[i + 2]),
@@ -422,7 +422,7 @@ class RedisTokenStore {
         fingerprint: rows[i],
       };
       const after = unoptional(rows[i + 5]);
-      out.push(notAfter ? { record, notAfter: after === null ? null : Number(after) } : record);
+      out.push(forSnapshot ? { record, notAfter: after === null ? null : Number(after), made: Number(rows[i + 6]) } : record);
     }
     return out;
   }
@@ -452,7 +452,7 @@ class RedisTokenStore {
     }
   }
 
-  /** Every record with its `notAfter` (for the snapshot). */
+  /** Every record with its `notAfter` and `made` (for the snapshot). */
   async *#recordsWithCap() {
     this.#now();
     for await (const batch of this.#scan('R')) {
@@ -480,11 +480,13 @@ class RedisTokenStore {
   /** The whole namespace as snapshot text `TokenStore.restore` accepts. */
   async snapshot() {
     const records = [];
-    for await (const { record: r, notAfter } of this.#recordsWithCap()) {
+    for await (const { record: r, notAfter, made } of this.#recordsWithCap()) {
       const { nonce, ...token } = r.token;
       const row = { fingerprint: r.fingerprint, token, uses_left: r.uses_left, revoked: r.revoked, task_id: r.task_id };
-      // Written only for tokens a Worker minted, as TokenStore writes it.
+      // Written only for tokens a Worker minted, and made when not 0, as
+      // TokenStore writes them.
       if (notAfter !== null) row.not_after = notAfter;
+      if (made > 0) row.made = made;
       records.push(JSON.stringify(row));
     }
     const tasks = [];
@@ -515,7 +517,7 @@ class RedisTokenStore {
     }
     const rows = records.map((r) => [
       r.fingerprint, r.digest, r.json, r.role, r.usesLeft ?? -1, r.revoked ? '1' : '0',
-      optional(r.taskId), r.expireAt, keyTtl(r, now), r.notAfter ?? '',
+      optional(r.taskId), r.expireAt, keyTtl(r, now), r.notAfter ?? '', r.made,
     ]);
     const taskRows = [...byId.values()].map((t) => [t.task_id, optional(t.parent_id), t.spawn_depth, t.root, t.children, t.tree]);
     let first = true;

@@ -374,6 +374,7 @@ impl JsRemoteCore {
                     ("revoked", r.revoked.into()),
                     ("taskId", opt_text(r.task_id.as_deref())),
                     ("notAfter", opt_time(r.not_after)),
+                    ("made", r.made.into()),
                 ])
             })
             .collect();

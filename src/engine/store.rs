@@ -1010,6 +1010,11 @@ impl TokenStore {
             .filter(|at| *at != crate::entry::NO_CAP)
     }
 
+    /// The tasks and tokens a Worker made with this token (0: no record).
+    pub(crate) fn made(&self, fingerprint: &Fingerprint) -> u32 {
+        self.state.entry(fingerprint).map_or(0, |entry| entry.made)
+    }
+
     /// One tracked task.
     pub fn task(&self, task_id: &str) -> Option<TaskInfo> {
         self.state.task(task_id).map(|node| node.info(task_id))

@@ -139,6 +139,9 @@ pub struct RemoteRecord {
     /// The expiry of the Worker that minted the token, which no remint
     /// outlives (`None`: not minted by a Worker).
     pub not_after: Option<u64>,
+    /// The tasks and tokens a Worker made with this token, counted against
+    /// `maxMadePerWorkerToken`.
+    pub made: u32,
 }
 
 /// The core of a store whose state lives elsewhere: the store's signer,
@@ -319,6 +322,7 @@ impl RemoteCore {
                 uses_left: record.uses_left,
                 revoked: record.revoked,
                 not_after: store.not_after(&fingerprint),
+                made: store.made(&fingerprint),
                 task_id: record.task_id,
             })
             .collect();

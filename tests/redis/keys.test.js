@@ -128,6 +128,29 @@ test('import and snapshot: sealed text only, and a Worker-minted token keeps its
   assert.throws(() => back.remint(child.bearer), { code: 'ERR_TOKEN_EXPIRED' });
 });
 
+test('import and snapshot keep what a Worker made: no fresh maxMadePerWorkerToken by a round trip', async () => {
+  const now = () => T0;
+  const options = { secret: SECRET, now, maxMadePerWorkerToken: 3 };
+  const local = new TokenStore(options);
+  const op = local.attachOperator('op');
+  local.startTask(op.bearer, { taskId: 'r' });
+  const w = local.dispatchAttempt(op.bearer, 'r');
+  local.startTask(w.bearer);
+  local.dispatchAttempt(w.bearer, 'r');
+  assert.match(local.snapshot(), /"made":2/);
+  // Imported into Redis: one more, then the limit.
+  const store = await RedisTokenStore.import(redis.client, local.snapshot(), { ...options, namespace: freshNamespace() });
+  await store.startTask(w.bearer);
+  await assert.rejects(store.startTask(w.bearer), { code: 'ERR_LIMIT_EXCEEDED', limit: 'maxMadePerWorkerToken', max: 3 });
+  // Exported from Redis: TokenStore and a second import refuse it too.
+  const exported = await store.snapshot();
+  assert.match(exported, /"made":3/);
+  const back = TokenStore.restore(exported, options);
+  assert.throws(() => back.startTask(w.bearer), { code: 'ERR_LIMIT_EXCEEDED' });
+  const again = await RedisTokenStore.import(redis.client, exported, { ...options, namespace: freshNamespace() });
+  await assert.rejects(again.dispatchAttempt(w.bearer, 'r'), { code: 'ERR_LIMIT_EXCEEDED', limit: 'maxMadePerWorkerToken' });
+});
+
 test('hostile namespaces cannot reach another namespace\'s keys', async () => {
   const victim = await RedisTokenStore.open(redis.client, { secret: SECRET, namespace: 'victim' });
   const op = await victim.attachOperator('op');
