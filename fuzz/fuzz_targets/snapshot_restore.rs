@@ -70,7 +70,9 @@ fuzz_target!(|data: &[u8]| {
         let attempts = [
             restore(&text, "", false),
             restore(&text, "", true),
-            sealed.as_deref().map_or_else(|| restore("", "", false), |s| restore(s, "", false)),
+            sealed
+                .as_deref()
+                .map_or_else(|| restore("", "", false), |s| restore(s, "", false)),
             restore(&base, &journal, false),
             restore(&base, &text, false),
         ];
@@ -85,13 +87,9 @@ fn exercise(mut store: TokenStore, config: &StoreConfig, clock: &Arc<FixedClock>
     {
         let config = config.clone();
         let first = store.snapshot().expect("a snapshot");
-        let mut again = TokenStore::restore(
-            &first,
-            &SECRET,
-            config.clone(),
-            Box::new(Arc::clone(clock)),
-        )
-        .expect("a store's own snapshot restores");
+        let mut again =
+            TokenStore::restore(&first, &SECRET, config.clone(), Box::new(Arc::clone(clock)))
+                .expect("a store's own snapshot restores");
         let second = again.snapshot().expect("a snapshot");
         assert_eq!(
             normalised(&first),
