@@ -5,7 +5,7 @@
 
 import { CapTokenError } from './error.js';
 import { argCopiers } from './args.js';
-import { layoutOf, grantFactory, inboxMethod, stagedRestore } from './fast_path.js';
+import { layoutOf, grantFactory, inboxMethod, presentedFactory, stagedRestore } from './fast_path.js';
 
 export { CapTokenError };
 
@@ -175,4 +175,6 @@ export function guardClasses(glue) {
 export function connect(glue) {
   glue.__registerErrorClass(CapTokenError);
   glue.__registerGrantFactory(grantFactory(glue, layoutOf(glue)));
+  // The Node flavour's captoken/redis half.
+  if (glue.__registerPresentedFactory) glue.__registerPresentedFactory(presentedFactory(glue, layoutOf(glue)));
 }

@@ -105,6 +105,38 @@ export function grantFactory(glue, layout) {
   };
 }
 
+// What captoken/redis's `authorize` returns (steps 1 to 4 done in the
+// process), made like a Grant: by a constructor, not a literal.
+function Presented(fingerprint, digest, role, agentId, scopes, kind, taskArg) {
+  this.fingerprint = fingerprint;
+  this.digest = digest;
+  this.role = role;
+  this.agentId = agentId;
+  this.scopes = scopes;
+  this.kind = kind;
+  this.taskArg = taskArg;
+}
+Presented.prototype = Object.prototype;
+
+/**
+ * The function the Node flavour's `authorize` builds its result with, in
+ * one call: the fingerprint's and the record digest's hex (64 characters
+ * each) and the agent id arrive back to back in the outbox; `scopes` is
+ * undefined for `["*"]`; `taskArg` is the task id argument, already checked.
+ */
+export function presentedFactory(glue, layout) {
+  const outbox = memoryView(glue, () => layout().outbox, () => layout().outboxLen);
+  const decoder = new TextDecoder();
+  const ROLES = layout().roleNames;
+  return function makePresented(role, kind, scopes, agentLen, taskArg) {
+    // The first 128 bytes are hex, so the agent id is what follows them,
+    // whatever characters it holds.
+    const text = decoder.decode(outbox().subarray(0, 128 + agentLen));
+    return new Presented(text.slice(0, 64), text.slice(64, 128), ROLES[role], text.slice(128),
+      scopes ?? ONE_STAR.slice(), kind, taskArg ?? null);
+  };
+}
+
 /**
  * `verify` or `check` (`name`) of the generated class, through the inbox
  * when the arguments allow; the generated `__verifyInbox`/`__checkInbox`

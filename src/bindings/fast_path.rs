@@ -213,6 +213,26 @@ fn write_outbox(grant: &GrantRef<'_>) -> Option<(i32, i32)> {
     })
 }
 
+/// Writes `parts` back to back at the start of the outbox; false when they
+/// do not fit (the caller then passes its strings another way).
+#[cfg(feature = "remote")]
+pub(super) fn write_outbox_parts(parts: &[&[u8]]) -> bool {
+    OUTBOX.with(|outbox| {
+        let Ok(mut outbox) = outbox.try_borrow_mut() else {
+            return false;
+        };
+        let mut rest: &mut [u8] = &mut outbox;
+        for part in parts {
+            let Some((area, after)) = rest.split_at_mut_checked(part.len()) else {
+                return false;
+            };
+            area.copy_from_slice(part);
+            rest = after;
+        }
+        true
+    })
+}
+
 /// A Grant (or, with `allowed`, an allowed Decision) through the factory.
 pub(super) fn grant_js(grant: &GrantRef<'_>, allowed: Option<bool>) -> JsValue {
     let Some(factory) = GRANT_FACTORY.with(|slot| slot.borrow().clone()) else {

@@ -14,6 +14,7 @@ use super::args::{
     role_arg, start_task_arg, state_text_arg, store_options_arg, string_arg, verb_arg, JsClock,
 };
 use super::errors::{throw, to_js_error, JsResult};
+use super::fast_path::write_outbox_parts;
 use super::remote_results::{
     hex, new_record_js, object, opt_text, opt_u32, ownership_kind, prepared_js, presented_js,
     refusal, set,
@@ -111,11 +112,18 @@ impl JsRemoteCore {
     ) -> JsResult<JsValue> {
         let bearer = throw(bearer_arg(&bearer))?;
         let verb = throw(verb_arg(&verb))?;
-        let task_id = throw(optional_task_arg(&task_id))?;
+        let task_arg = task_id;
+        let task_id = throw(optional_task_arg(&task_arg))?;
         // The hot path: decoded into a buffer kept from call to call, the
         // token borrowed from it, the result built without JSON.
         let mut buf = self.scratch.take();
-        let out = self.authorize_in(&mut buf, &bearer, verb, task_id.as_deref(), now as u64);
+        let out = self.authorize_in(
+            &mut buf,
+            &bearer,
+            verb,
+            (task_id.as_deref(), &task_arg),
+            now as u64,
+        );
         self.scratch.set(buf);
         throw(out)
     }
@@ -125,7 +133,7 @@ impl JsRemoteCore {
         buf: &mut Vec<u8>,
         bearer: &str,
         verb: Verb,
-        task_id: Option<&str>,
+        (task_id, task_arg): (Option<&str>, &JsValue),
         now: u64,
     ) -> Result<JsValue, CapTokenError> {
         let verifier = self.core.verifier();
@@ -134,10 +142,44 @@ impl JsRemoteCore {
         let fingerprint = token.fingerprint();
         verifier.check_expiry(&token, fingerprint, now)?;
         verifier.check_gate(token.role(), verb)?;
-        let out: JsValue = js_sys::Object::new().into();
         let mut hex_buf = [0u8; 64];
         let fp_hex =
             base16ct::lower::encode_str(fingerprint.as_bytes(), &mut hex_buf).unwrap_or_default();
+        // One call into JavaScript with the strings in the outbox, instead
+        // of a crossing per field (measured: 7.8 µs per authorize the other
+        // way, against 2.2 µs for a whole local verify).
+        let factory = PRESENTED_FACTORY.with(|slot| slot.borrow().clone());
+        if let Some(factory) = factory {
+            let mut digest_buf = [0u8; 64];
+            let digest_hex = base16ct::lower::encode_str(&record_digest(&token), &mut digest_buf)
+                .unwrap_or_default();
+            let agent = token.agent_id();
+            if let (true, Ok(agent_len)) = (
+                write_outbox_parts(&[fp_hex.as_bytes(), digest_hex.as_bytes(), agent.as_bytes()]),
+                i32::try_from(agent.len()),
+            ) {
+                let mut scopes = token.scopes();
+                let unscoped = scopes.len() == 1 && scopes.next() == Some("*");
+                let scopes = if unscoped {
+                    JsValue::UNDEFINED
+                } else {
+                    token
+                        .scopes()
+                        .map(JsValue::from_str)
+                        .collect::<js_sys::Array>()
+                        .into()
+                };
+                return Ok(factory.make(
+                    &JsValue::UNDEFINED,
+                    token.role().code(),
+                    ownership_kind(verb),
+                    &scopes,
+                    agent_len,
+                    task_arg,
+                ));
+            }
+        }
+        let out: JsValue = js_sys::Object::new().into();
         set(&out, "fingerprint", &fp_hex.into());
         set(&out, "digest", &hex(&record_digest(&token)).into());
         set(&out, "role", &token.role().as_str().into());
@@ -382,5 +424,42 @@ impl JsRemoteCore {
         set(&out, "records", &rows);
         set(&out, "tasks", &to_js(&tasks));
         Ok(out)
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `factory(roleIndex, kind, scopes, agentLen, taskArg)`: builds what
+    /// `authorize` returns in one crossing. The fingerprint's and the
+    /// record digest's hex (64 characters each) and the agent id are in the
+    /// outbox, back to back; `scopes` is undefined for `["*"]`; `taskArg`
+    /// is the caller's task id argument, already checked.
+    #[wasm_bindgen(extends = js_sys::Function)]
+    #[derive(Clone)]
+    type PresentedFactory;
+
+    #[wasm_bindgen(method, js_name = call)]
+    fn make(
+        this: &PresentedFactory,
+        context: &JsValue,
+        role: u8,
+        kind: u8,
+        scopes: &JsValue,
+        agent_len: i32,
+        task_arg: &JsValue,
+    ) -> JsValue;
+}
+
+thread_local! {
+    static PRESENTED_FACTORY: core::cell::RefCell<Option<PresentedFactory>> =
+        const { core::cell::RefCell::new(None) };
+}
+
+/// Called once by the package's entry module with the function that builds
+/// `authorize`'s result (see js/fast_path.js).
+#[wasm_bindgen(js_name = "__registerPresentedFactory")]
+pub fn register_presented_factory(factory: JsValue) {
+    if factory.is_function() {
+        PRESENTED_FACTORY.with(|slot| *slot.borrow_mut() = Some(factory.unchecked_into()));
     }
 }

@@ -63,6 +63,17 @@ export const SCENARIOS = [
     assert.equal((await s.record(w.fingerprint)).uses_left, 0);
   }],
 
+  ['non-ASCII agent ids and scopes come back in Grants as minted', {}, async (s, clock, log) => {
+    for (const agent of ['é', 'ü-agent', '😀'.repeat(20)]) {
+      const m = await s.mint(agent, 'observer', { scopes: ['read_trace', 'lire-读'] });
+      const g = await s.verify(m.bearer, 'read_trace');
+      assert.equal(g.agentId, agent);
+      assert.deepEqual(g.scopes, ['read_trace', 'lire-读']);
+      assert.equal(Object.getPrototypeOf(g), Object.prototype);
+      log(grant(g), grant(await s.check(m.bearer, 'read_trace')));
+    }
+  }],
+
   ['steps 1 to 7 refuse in order with their codes', {}, async (s, clock, log) => {
     const op = await s.attachOperator('op');
     await s.startTask(op.bearer, { taskId: 'a' });
