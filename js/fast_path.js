@@ -99,9 +99,22 @@ export function grantFactory(glue, layout) {
       }
     }
     const list = scopes ?? ONE_STAR.slice();
-    return allowed
-      ? new AllowedGrant(fingerprint, agentId, ROLES[role], list, taskId ?? null, usesLeft ?? null)
-      : new Grant(fingerprint, agentId, ROLES[role], list, taskId ?? null, usesLeft ?? null);
+    role = ROLES[role];
+    taskId ??= null;
+    usesLeft ??= null;
+    try {
+      return allowed
+        ? new AllowedGrant(fingerprint, agentId, role, list, taskId, usesLeft)
+        : new Grant(fingerprint, agentId, role, list, taskId, usesLeft);
+    } catch {
+      // A read-only property of one of these names on Object.prototype
+      // makes an assignment throw, and a throw here would leave the
+      // module's borrows held: the store would refuse every later call.
+      // Literals define their own properties.
+      return allowed
+        ? { allowed: true, fingerprint, agentId, role, scopes: list, taskId, usesLeft }
+        : { fingerprint, agentId, role, scopes: list, taskId, usesLeft };
+    }
   };
 }
 
@@ -132,8 +145,18 @@ export function presentedFactory(glue, layout) {
     // The first 128 bytes are hex, so the agent id is what follows them,
     // whatever characters it holds.
     const text = decoder.decode(outbox().subarray(0, 128 + agentLen));
-    return new Presented(text.slice(0, 64), text.slice(64, 128), ROLES[role], text.slice(128),
-      scopes ?? ONE_STAR.slice(), kind, taskArg ?? null);
+    const fingerprint = text.slice(0, 64);
+    const digest = text.slice(64, 128);
+    const agentId = text.slice(128);
+    const list = scopes ?? ONE_STAR.slice();
+    role = ROLES[role];
+    taskArg ??= null;
+    try {
+      return new Presented(fingerprint, digest, role, agentId, list, kind, taskArg);
+    } catch {
+      // As in makeGrant: never throw into the module.
+      return { fingerprint, digest, role, agentId, scopes: list, kind, taskArg };
+    }
   };
 }
 

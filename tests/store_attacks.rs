@@ -992,3 +992,58 @@ fn what_a_worker_made_is_still_counted_after_a_restore() {
     .unwrap();
     assert_eq!(third(&mut from_journal), ErrorCode::LimitExceeded);
 }
+
+#[test]
+fn reminting_a_worker_token_keeps_what_it_made() {
+    let config = || StoreConfig {
+        limits: Limits {
+            max_made_per_worker_token: 2,
+            ..Limits::default()
+        },
+        ..StoreConfig::default()
+    };
+    let (mut store, clock) = store_with(config());
+    let op = operator(&mut store);
+    store.start_task(&op.bearer, Some("root")).unwrap();
+    let base = store.snapshot().unwrap();
+    store.set_journaling(true);
+    let w = store
+        .dispatch_attempt(&op.bearer, "root", MintOptions::default())
+        .unwrap();
+    store.start_task(&w.bearer, None).unwrap();
+    store
+        .dispatch_attempt(&w.bearer, "root", MintOptions::default())
+        .unwrap();
+    // Each remint hands the Worker a new token; none a new allowance.
+    let mut bearer = w.bearer.clone();
+    for _ in 0..3 {
+        bearer = store.remint(&bearer).unwrap().bearer;
+        assert_eq!(
+            code(store.start_task(&bearer, None)),
+            ErrorCode::LimitExceeded
+        );
+        assert_eq!(
+            code(store.dispatch_attempt(&bearer, "root", MintOptions::default())),
+            ErrorCode::LimitExceeded
+        );
+    }
+    // Nor after a restore from the snapshot, or from the journal.
+    let journal = store.take_journal();
+    let mut from_snapshot = restore(&store.snapshot().unwrap(), config(), &clock).unwrap();
+    assert_eq!(
+        code(from_snapshot.start_task(&bearer, None)),
+        ErrorCode::LimitExceeded
+    );
+    let mut from_journal = TokenStore::restore_with_journal(
+        &base,
+        &journal,
+        &SECRET,
+        config(),
+        Box::new(std::sync::Arc::clone(&clock)),
+    )
+    .unwrap();
+    assert_eq!(
+        code(from_journal.start_task(&bearer, None)),
+        ErrorCode::LimitExceeded
+    );
+}

@@ -940,8 +940,9 @@ impl TokenStore {
         if self.now().saturating_sub(verified.token.expire_at) > lifetime {
             return Err(CapTokenError::TokenExpired { fingerprint });
         }
-        // Nor does it outlive the Worker that minted the token.
-        let not_after = entry.not_after;
+        // Nor does it outlive the Worker that minted the token, nor start
+        // its count of what it made (maxMadePerWorkerToken) again.
+        let (not_after, made) = (entry.not_after, entry.made);
         let left_before_cap = not_after.saturating_sub(self.now());
         if left_before_cap == 0 {
             return Err(CapTokenError::TokenExpired { fingerprint });
@@ -956,6 +957,7 @@ impl TokenStore {
         let (minted, mut entry) =
             self.prepare_mint(&verified.token.agent_id, Role::Worker, &options, None)?;
         entry.not_after = not_after;
+        entry.made = made;
         self.revoke(&fingerprint);
         self.insert_record(minted.fingerprint, entry, None);
         Ok(minted)

@@ -114,10 +114,10 @@ impl Seal {
     /// in place of its seal: a seal has a fresh nonce each time, but the
     /// journal of a store that never took a snapshot must restore after any
     /// empty snapshot of the same secret and format, as it did when the
-    /// seal was deterministic. An empty state holds nothing to revive, and
-    /// the lines of one empty-state chain replayed after another empty
-    /// snapshot only rebuild a state this store once had: a rollback, which
-    /// no seal can see anyway.
+    /// seal was deterministic. An empty state holds nothing to revive. (The
+    /// lines of one empty-state chain replay after any empty snapshot of
+    /// the same secret and format, another store's too, as before: a seal
+    /// vouches that this secret wrote the text, not which store did.)
     pub(crate) fn empty_head(&self, format: SigningFormat) -> Tag {
         self.mac(&[EMPTY_LABEL, format.as_str().as_bytes()])
     }

@@ -155,6 +155,28 @@ describe('Grants and Decisions', () => {
     assert.deepEqual(store.verify(w.bearer, 'fetch_data').scopes, ['*']);
     assert.deepEqual(store.check(scoped.bearer, 'read_trace').scopes, ['read', 'trace']);
   });
+
+  it('a read-only property on Object.prototype does not break the store (found by an attacker\'s review)', () => {
+    const { store } = makeStore();
+    const w = store.mint('w', 'worker', { taskId: 't' });
+    for (const name of ['usesLeft', 'taskId', 'scopes', 'allowed', 'fingerprint']) {
+      Object.defineProperty(Object.prototype, name, { value: 'polluted', writable: false, configurable: true });
+      try {
+        const grant = store.verify(w.bearer, 'fetch_data');
+        const decision = store.check(w.bearer, 'fetch_data');
+        for (const result of [grant, decision]) {
+          assert.ok(Object.hasOwn(result, name) || name === 'allowed', `${name} is not its own`);
+          assert.equal(result.taskId, 't');
+          assert.deepEqual([...result.scopes], ['*']);
+        }
+        assert.equal(decision.allowed, true);
+      } finally {
+        delete Object.prototype[name];
+      }
+      // And the store goes on deciding after the pollution is gone.
+      assert.equal(store.check(w.bearer, 'fetch_data').allowed, true);
+    }
+  });
 });
 
 describe('the first failing step decides', () => {

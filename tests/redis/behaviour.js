@@ -230,6 +230,21 @@ export const SCENARIOS = [
     log(await expectCode(() => s.remint(op.bearer), 'ERR_INVALID_ARGUMENT'));
   }],
 
+  ['remint keeps what the Worker made: no fresh maxMadePerWorkerToken', { maxMadePerWorkerToken: 2 }, async (s, clock, log) => {
+    const op = await s.attachOperator('op');
+    await s.startTask(op.bearer, { taskId: 'r' });
+    const w = await s.dispatchAttempt(op.bearer, 'r');
+    await s.startTask(w.bearer);
+    await s.dispatchAttempt(w.bearer, 'r');
+    log(await expectCode(() => s.startTask(w.bearer), 'ERR_LIMIT_EXCEEDED', { limit: 'maxMadePerWorkerToken', max: 2 }));
+    let bearer = w.bearer;
+    for (let i = 0; i < 3; i++) {
+      bearer = (await s.remint(bearer)).bearer;
+      log(await expectCode(() => s.startTask(bearer), 'ERR_LIMIT_EXCEEDED', { limit: 'maxMadePerWorkerToken', max: 2 }));
+      log(await expectCode(() => s.dispatchAttempt(bearer, 'r'), 'ERR_LIMIT_EXCEEDED', { limit: 'maxMadePerWorkerToken', max: 2 }));
+    }
+  }],
+
   ['remint never outlives the Worker that minted the token', {}, async (s, clock, log) => {
     const op = await s.attachOperator('op');
     await s.startTask(op.bearer, { taskId: 'root' });
