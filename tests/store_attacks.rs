@@ -955,16 +955,26 @@ fn a_scope_list_holding_a_star_cannot_mint_an_unrestricted_token() {
 /// A Worker's count of what it made survives a restore, from a snapshot and
 /// from a journal, so reopening a store never hands it a fresh allowance
 /// (found by an attacker's review of this change).
-#[test]
-fn what_a_worker_made_is_still_counted_after_a_restore() {
-    let config = || StoreConfig {
+/// A store whose Worker tokens may make two tasks or tokens each.
+fn made_config() -> StoreConfig {
+    StoreConfig {
         limits: Limits {
             max_made_per_worker_token: 2,
             ..Limits::default()
         },
         ..StoreConfig::default()
-    };
-    let (mut store, clock) = store_with(config());
+    }
+}
+
+/// A journaling store (and its snapshot before the Worker) with a Worker
+/// that has made a task and a token: its allowance is spent.
+fn worker_that_made_two() -> (
+    TokenStore,
+    std::sync::Arc<captoken::FixedClock>,
+    String,
+    Minted,
+) {
+    let (mut store, clock) = store_with(made_config());
     let op = operator(&mut store);
     store.start_task(&op.bearer, Some("root")).unwrap();
     let base = store.snapshot().unwrap();
@@ -976,6 +986,13 @@ fn what_a_worker_made_is_still_counted_after_a_restore() {
     store
         .dispatch_attempt(&w.bearer, "root", MintOptions::default())
         .unwrap();
+    (store, clock, base, w)
+}
+
+#[test]
+fn what_a_worker_made_is_still_counted_after_a_restore() {
+    let config = made_config;
+    let (mut store, clock, base, w) = worker_that_made_two();
     let third = |store: &mut TokenStore| code(store.start_task(&w.bearer, None));
     assert_eq!(third(&mut store), ErrorCode::LimitExceeded);
     let journal = store.take_journal();
@@ -995,25 +1012,8 @@ fn what_a_worker_made_is_still_counted_after_a_restore() {
 
 #[test]
 fn reminting_a_worker_token_keeps_what_it_made() {
-    let config = || StoreConfig {
-        limits: Limits {
-            max_made_per_worker_token: 2,
-            ..Limits::default()
-        },
-        ..StoreConfig::default()
-    };
-    let (mut store, clock) = store_with(config());
-    let op = operator(&mut store);
-    store.start_task(&op.bearer, Some("root")).unwrap();
-    let base = store.snapshot().unwrap();
-    store.set_journaling(true);
-    let w = store
-        .dispatch_attempt(&op.bearer, "root", MintOptions::default())
-        .unwrap();
-    store.start_task(&w.bearer, None).unwrap();
-    store
-        .dispatch_attempt(&w.bearer, "root", MintOptions::default())
-        .unwrap();
+    let config = made_config;
+    let (mut store, clock, base, w) = worker_that_made_two();
     // Each remint hands the Worker a new token; none a new allowance.
     let mut bearer = w.bearer.clone();
     for _ in 0..3 {

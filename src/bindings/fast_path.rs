@@ -194,28 +194,22 @@ pub fn register_grant_factory(factory: JsValue) {
 /// returns the byte lengths of the last two (-1: no task), or `None` when
 /// they do not fit.
 fn write_outbox(grant: &GrantRef<'_>) -> Option<(i32, i32)> {
+    let mut hex = [0u8; 64];
+    let hex = base16ct::lower::encode(grant.fingerprint().as_bytes(), &mut hex).ok()?;
     let agent = grant.agent_id().as_bytes();
     let task = grant.task_id().map(str::as_bytes);
-    OUTBOX.with(|outbox| {
-        let mut outbox = outbox.try_borrow_mut().ok()?;
-        let (hex, rest) = outbox.split_at_mut_checked(64)?;
-        base16ct::lower::encode(grant.fingerprint().as_bytes(), hex).ok()?;
-        let (agent_area, rest) = rest.split_at_mut_checked(agent.len())?;
-        agent_area.copy_from_slice(agent);
-        let task_len = match task {
-            Some(task) => {
-                rest.get_mut(..task.len())?.copy_from_slice(task);
-                i32::try_from(task.len()).ok()?
-            }
-            None => -1,
-        };
-        Some((i32::try_from(agent.len()).ok()?, task_len))
-    })
+    if !write_outbox_parts(&[hex, agent, task.unwrap_or_default()]) {
+        return None;
+    }
+    let task_len = match task {
+        Some(task) => i32::try_from(task.len()).ok()?,
+        None => -1,
+    };
+    Some((i32::try_from(agent.len()).ok()?, task_len))
 }
 
 /// Writes `parts` back to back at the start of the outbox; false when they
 /// do not fit (the caller then passes its strings another way).
-#[cfg(feature = "remote")]
 pub(super) fn write_outbox_parts(parts: &[&[u8]]) -> bool {
     OUTBOX.with(|outbox| {
         let Ok(mut outbox) = outbox.try_borrow_mut() else {

@@ -21,6 +21,7 @@ use super::remote_results::{
 };
 use super::results::{minted_js, to_js};
 use crate::clock::Clock;
+use crate::entry::Scopes;
 use crate::error::CapTokenError;
 use crate::remote::{record_digest, record_json, RemoteCore};
 use crate::role::{Role, Verb};
@@ -158,9 +159,7 @@ impl JsRemoteCore {
                 write_outbox_parts(&[fp_hex.as_bytes(), digest_hex.as_bytes(), agent.as_bytes()]),
                 i32::try_from(agent.len()),
             ) {
-                let mut scopes = token.scopes();
-                let unscoped = scopes.len() == 1 && scopes.next() == Some("*");
-                let scopes = if unscoped {
+                let scopes = if Scopes::All.is(token.scopes()) {
                     JsValue::UNDEFINED
                 } else {
                     token

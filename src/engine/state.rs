@@ -69,12 +69,12 @@ impl MemoryState {
         self.records.iter()
     }
 
-    /// Insert a new record; an existing one is left as it is (returns false).
     /// The state's one shared copy of an agent or task id.
     pub(crate) fn intern(&mut self, name: &str) -> std::rc::Rc<str> {
         self.records.intern(name)
     }
 
+    /// Insert a new record; an existing one is left as it is (returns false).
     pub(crate) fn insert(&mut self, fingerprint: Fingerprint, entry: Entry) -> bool {
         self.records.insert(fingerprint, entry)
     }

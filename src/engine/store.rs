@@ -1120,11 +1120,16 @@ fn no_randomness() -> CapTokenError {
     CapTokenError::invalid("the system random number generator is unavailable")
 }
 
-/// `N` bytes from the operating system's CSPRNG, in lowercase hex.
-fn random_hex<const N: usize>() -> Result<String, CapTokenError> {
+/// `N` bytes from the operating system's CSPRNG.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CapTokenError> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|_| no_randomness())?;
-    Ok(base16ct::lower::encode_string(&bytes))
+    Ok(bytes)
+}
+
+/// `N` bytes from the operating system's CSPRNG, in lowercase hex.
+fn random_hex<const N: usize>() -> Result<String, CapTokenError> {
+    Ok(base16ct::lower::encode_string(&random_bytes::<N>()?))
 }
 
 fn check_text(what: &str, text: &str, max: usize) -> Result<(), CapTokenError> {

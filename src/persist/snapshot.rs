@@ -169,10 +169,7 @@ fn chain_head(seal: &Seal, format: SigningFormat, state: &MemoryState, mac: Tag)
 
 /// A fresh nonce for a snapshot's seal: each Poly1305 key seals one text.
 fn fresh_nonce() -> Result<[u8; NONCE_LEN], CapTokenError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce)
-        .map_err(|_| CapTokenError::invalid("the system random number generator is unavailable"))?;
-    Ok(nonce)
+    crate::store::random_bytes()
 }
 
 /// Seal `text` (written with 64 `0`s for the seal) in place; returns the
