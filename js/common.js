@@ -5,7 +5,7 @@
 
 import { CapTokenError } from './error.js';
 import { argCopiers } from './args.js';
-import { layoutOf, grantFactory, inboxMethod, presentedFactory, stagedRestore } from './fast_path.js';
+import { layoutOf, grantFactory, inboxAuthorize, inboxMethod, presentedFactory, stagedRestore } from './fast_path.js';
 
 export { CapTokenError };
 
@@ -167,7 +167,11 @@ export function guardClasses(glue) {
   };
   // captoken/redis's process half, in the Node flavour only: guarded and
   // its options copied the same way (see js/redis.cjs).
-  if (glue.__RemoteCore) guarded.__RemoteCore = guardClass(glue.__RemoteCore, health, { copiers: copiers.remote });
+  if (glue.__RemoteCore) {
+    const authorize = inboxAuthorize(glue, layout);
+    delete glue.__RemoteCore.prototype.__authorizeInbox;
+    guarded.__RemoteCore = guardClass(glue.__RemoteCore, health, { methods: { authorize }, copiers: copiers.remote });
+  }
   return guarded;
 }
 

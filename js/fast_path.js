@@ -161,20 +161,20 @@ export function presentedFactory(glue, layout) {
 }
 
 /**
- * `verify` or `check` (`name`) of the generated class, through the inbox
- * when the arguments allow; the generated `__verifyInbox`/`__checkInbox`
- * is the way in.
+ * Writes a decision's bearer and task id into the inbox when the arguments
+ * allow: `write(bearer, verb, taskId)` returns a reused `{ code, bearerLen,
+ * taskLen }` (taskLen -1: no task), or undefined for anything that must take
+ * the ordinary path (a non-string, an unknown verb, an over-long or
+ * ill-formed string) and its errors.
  */
-export function inboxMethod(glue, layout, name) {
-  const proto = glue.TokenStore.prototype;
-  const ordinary = proto[name];
-  const viaInbox = proto[`__${name}Inbox`];
+function inboxWriter(glue, layout) {
   const encoder = new TextEncoder();
   let verbCodes;
   let limits;
   const bearerBox = memoryView(glue, () => layout().inbox, () => layout().inboxTaskAt);
   const taskBox = memoryView(glue, () => layout().inbox + layout().inboxTaskAt, () => layout().inboxTaskBytes);
-  return function (bearer, verb, taskId) {
+  const written = { code: 0, bearerLen: 0, taskLen: -1 };
+  return function write(bearer, verb, taskId) {
     if (limits === undefined) {
       const l = layout();
       verbCodes = new Map(l.verbNames.map((verbName, code) => [verbName, code]));
@@ -188,11 +188,47 @@ export function inboxMethod(glue, layout, name) {
       code === undefined ||
       !(noTask || (typeof taskId === 'string' && taskId.length <= limits.task && isWellFormed?.call(taskId)))
     ) {
-      return ordinary.call(this, bearer, verb, taskId);
+      return undefined;
     }
-    const { written } = encoder.encodeInto(bearer, bearerBox());
-    const taskLen = noTask ? -1 : encoder.encodeInto(taskId, taskBox()).written;
-    return viaInbox.call(this, written, code, taskLen);
+    written.code = code;
+    written.bearerLen = encoder.encodeInto(bearer, bearerBox()).written;
+    written.taskLen = noTask ? -1 : encoder.encodeInto(taskId, taskBox()).written;
+    return written;
+  };
+}
+
+/**
+ * `verify` or `check` (`name`) of the generated class, through the inbox
+ * when the arguments allow; the generated `__verifyInbox`/`__checkInbox`
+ * is the way in.
+ */
+export function inboxMethod(glue, layout, name) {
+  const proto = glue.TokenStore.prototype;
+  const ordinary = proto[name];
+  const viaInbox = proto[`__${name}Inbox`];
+  const write = inboxWriter(glue, layout);
+  return function (bearer, verb, taskId) {
+    const w = write(bearer, verb, taskId);
+    if (w === undefined) return ordinary.call(this, bearer, verb, taskId);
+    return viaInbox.call(this, w.bearerLen, w.code, w.taskLen);
+  };
+}
+
+/**
+ * captoken/redis's `authorize(bearer, verb, taskId, now)` through the inbox
+ * when the arguments allow (`__authorizeInbox` of `__RemoteCore`).
+ */
+export function inboxAuthorize(glue, layout) {
+  const proto = glue.__RemoteCore.prototype;
+  const ordinary = proto.authorize;
+  const viaInbox = proto.__authorizeInbox;
+  const write = inboxWriter(glue, layout);
+  return function authorize(bearer, verb, taskId, now) {
+    const w = write(bearer, verb, taskId);
+    if (w === undefined) return ordinary.call(this, bearer, verb, taskId, now);
+    const presented = viaInbox.call(this, w.bearerLen, w.code, w.taskLen, now);
+    presented.taskArg = taskId ?? null;
+    return presented;
   };
 }
 

@@ -14,7 +14,7 @@ use super::args::{
     role_arg, start_task_arg, state_text_arg, store_options_arg, string_arg, verb_arg, JsClock,
 };
 use super::errors::{throw, to_js_error, JsResult};
-use super::fast_path::write_outbox_parts;
+use super::fast_path::{verb_code_arg, with_inbox, write_outbox_parts};
 use super::remote_results::{
     hex, new_record_js, object, opt_text, opt_u32, ownership_kind, prepared_js, presented_js,
     refusal, set,
@@ -127,6 +127,34 @@ impl JsRemoteCore {
         );
         self.scratch.set(buf);
         throw(out)
+    }
+
+    /// `authorize` for a bearer and task id the entry module wrote into the
+    /// inbox (see `fast_path`), with the verb as its index in the layout's
+    /// `verbNames`. The result's `taskArg` is left for the entry to set.
+    #[wasm_bindgen(js_name = "__authorizeInbox")]
+    pub fn authorize_inbox(
+        &self,
+        len: usize,
+        verb: u8,
+        task_len: i32,
+        now: f64,
+    ) -> JsResult<JsValue> {
+        with_inbox(len, task_len, |bearer, task_id| {
+            let bearer = throw(bearer)?;
+            let verb = throw(verb_code_arg(verb))?;
+            let task_id = throw(task_id)?;
+            let mut buf = self.scratch.take();
+            let out = self.authorize_in(
+                &mut buf,
+                bearer,
+                verb,
+                (task_id, &JsValue::UNDEFINED),
+                now as u64,
+            );
+            self.scratch.set(buf);
+            throw(out)
+        })
     }
 
     fn authorize_in(
