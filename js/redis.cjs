@@ -3,10 +3,11 @@
 //
 // The process runs the stateless steps (decode, signature, expiry, gate) and
 // signs new tokens; Redis runs steps 5 to 7 and every write in one Lua script
-// per call (js/redis/*.lua), so every read-and-write is atomic across all the
-// processes sharing a namespace. Keys, values and commands hold no nonce, no
-// bearer and no secret: a record is keyed by fingerprint and holds the digest
-// of its token's signed fields (see src/persist/remote.rs).
+// per call (js/redis/*.lua; verify and check calls made in the same turn
+// share one), so every read-and-write is atomic across all the processes
+// sharing a namespace. Keys, values and commands hold no nonce, no bearer and
+// no secret: a record is keyed by fingerprint and holds the digest its token
+// is compared by (see src/persist/remote.rs).
 const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
@@ -18,6 +19,8 @@ const NAMESPACE = /^[A-Za-z0-9._:-]{1,64}$/;
 /** Default for `timeoutMs`: how long one call waits for Redis. */
 const DEFAULT_TIMEOUT_MS = 2000;
 const BATCH = 500;
+/** The most verify and check calls one script call decides. */
+const MAX_BATCH = 64;
 
 const invalid = (reason) => new CapTokenError(`invalid argument: ${reason}`, { code: 'ERR_INVALID_ARGUMENT' });
 const unavailable = (reason) => new CapTokenError(`store unavailable: ${reason}`, { code: 'ERR_STORE_UNAVAILABLE' });
@@ -69,6 +72,50 @@ function adapt(client) {
     };
   }
   throw invalid('client must be a connected node-redis or ioredis client');
+}
+
+// Grants and allowed Decisions, made by constructors whose prototype is
+// Object.prototype, as the package's own (see js/fast_path.js: a literal's
+// allocation site can be pretenured by V8).
+function Grant(fingerprint, agentId, role, scopes, taskId, usesLeft) {
+  this.fingerprint = fingerprint;
+  this.agentId = agentId;
+  this.role = role;
+  this.scopes = scopes;
+  this.taskId = taskId;
+  this.usesLeft = usesLeft;
+}
+Grant.prototype = Object.prototype;
+function AllowedDecision(fingerprint, agentId, role, scopes, taskId, usesLeft) {
+  this.allowed = true;
+  this.fingerprint = fingerprint;
+  this.agentId = agentId;
+  this.role = role;
+  this.scopes = scopes;
+  this.taskId = taskId;
+  this.usesLeft = usesLeft;
+}
+AllowedDecision.prototype = Object.prototype;
+
+/** verify's Grant (`spend`) or check's allowed Decision. */
+function allowedResult(spend, p, taskId, usesLeft) {
+  try {
+    return spend
+      ? new Grant(p.fingerprint, p.agentId, p.role, p.scopes, taskId, usesLeft)
+      : new AllowedDecision(p.fingerprint, p.agentId, p.role, p.scopes, taskId, usesLeft);
+  } catch {
+    // A read-only property of one of these names on Object.prototype makes
+    // an assignment throw; literals define their own properties.
+    const { fingerprint, agentId, role, scopes } = p;
+    return spend
+      ? { fingerprint, agentId, role, scopes, taskId, usesLeft }
+      : { allowed: true, fingerprint, agentId, role, scopes, taskId, usesLeft };
+  }
+}
+
+/** The refused Decision for a CapTokenError. */
+function denied(error) {
+  return { allowed: false, code: error.code, message: error.message };
 }
 
 function describe(error) {
@@ -230,36 +277,77 @@ class RedisTokenStore {
 
   // ---- deciding --------------------------------------------------------
 
-  async #decide(bearer, verb, taskId, spend) {
+  // verify and check calls made in the same turn of the event loop share
+  // one script call (js/redis/verify.lua runs them in order, each as if
+  // alone): a call made alone is still one EVALSHA, and 64 calls in flight
+  // are one command instead of 64. Steps 1 to 4 run at the call, so a
+  // bearer that fails them never waits for the batch.
+  #pending = [];
+
+  /** Steps 1 to 4 now, then into the next batch; resolves to a Grant or a Decision. */
+  #decide(bearer, verb, taskId, spend) {
     const now = this.#now();
     const p = this.#core.authorize(bearer, verb, taskId, now);
-    const reply = await this.#script('verify', [
-      p.fingerprint, p.digest, p.role, p.kind, optional(p.taskArg), spend ? '1' : '0',
-    ]);
-    if (reply[0] !== 'OK') throw this.#refusal(reply, p.fingerprint);
-    const usesLeft = reply[1] === '-1' ? null : Number(reply[1]);
-    return {
-      fingerprint: p.fingerprint,
-      agentId: p.agentId,
-      role: p.role,
-      scopes: p.scopes,
-      taskId: unoptional(reply[2]),
-      usesLeft,
-    };
+    const arg = `${spend ? '1' : '0'}${p.role === 'worker' ? 'w' : '-'}${p.kind}${p.fingerprint}${p.digest}${optional(p.taskArg)}`;
+    return new Promise((resolve, reject) => {
+      if (this.#pending.push({ arg, p, spend, resolve, reject }) === 1) queueMicrotask(this.#flush);
+    });
+  }
+
+  #flush = () => {
+    const calls = this.#pending;
+    this.#pending = [];
+    for (let i = 0; i < calls.length; i += MAX_BATCH) {
+      this.#decideBatch(i === 0 && calls.length <= MAX_BATCH ? calls : calls.slice(i, i + MAX_BATCH));
+    }
+  };
+
+  async #decideBatch(calls) {
+    let replies;
+    try {
+      replies = await this.#script('verify', calls.map((c) => c.arg));
+      if (!Array.isArray(replies) || replies.length !== calls.length) throw unavailable('unexpected reply from Redis');
+    } catch (error) {
+      const e = error instanceof CapTokenError ? error : unavailable(describe(error));
+      for (const c of calls) {
+        if (c.spend) c.reject(e);
+        else c.resolve(denied(e));
+      }
+      return;
+    }
+    for (let i = 0; i < calls.length; i++) {
+      const c = calls[i];
+      const reply = replies[i];
+      if (typeof reply === 'string') {
+        const at = reply.indexOf(':');
+        const left = reply.slice(0, at);
+        const p = c.p;
+        const taskId = unoptional(reply.slice(at + 1));
+        const usesLeft = left === '-1' ? null : Number(left);
+        c.resolve(allowedResult(c.spend, p, taskId, usesLeft));
+      } else {
+        const e = Array.isArray(reply) ? this.#refusal(reply, c.p.fingerprint) : unavailable('unexpected reply from Redis');
+        if (c.spend) c.reject(e);
+        else c.resolve(denied(e));
+      }
+    }
   }
 
   /** Decide a call and spend one use; resolves to a Grant. */
-  async verify(bearer, verb, taskId) {
-    return this.#decide(bearer, verb, taskId, true);
+  verify(bearer, verb, taskId) {
+    try {
+      return this.#decide(bearer, verb, taskId, true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Decide as verify would, spending nothing; never rejects. */
-  async check(bearer, verb, taskId) {
+  check(bearer, verb, taskId) {
     try {
-      return { allowed: true, ...(await this.#decide(bearer, verb, taskId, false)) };
+      return this.#decide(bearer, verb, taskId, false);
     } catch (error) {
-      const e = error instanceof CapTokenError ? error : unavailable(describe(error));
-      return { allowed: false, code: e.code, message: e.message };
+      return Promise.resolve(denied(error instanceof CapTokenError ? error : unavailable(describe(error))));
     }
   }
 

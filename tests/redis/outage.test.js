@@ -84,6 +84,7 @@ test('Redis killed and not restarted: every call settles within the timeout, not
     for (const { name, store, op, w } of setups) {
       const calls = {
         verify: store.verify(w.bearer, 'fetch_prompt', 't'),
+        verifiesSharingACommand: Promise.all([1, 2, 3].map(() => store.verify(w.bearer, 'fetch_prompt', 't'))),
         startTask: store.startTask(op.bearer),
         dispatchAttempt: store.dispatchAttempt(op.bearer, 't'),
         attachOperator: store.attachOperator('op2'),
@@ -95,17 +96,21 @@ test('Redis killed and not restarted: every call settles within the timeout, not
         snapshot: store.snapshot(),
         purgeExpired: store.purgeExpired(),
       };
-      for (const [method, promise] of Object.entries(calls)) {
-        const r = await settle(promise);
+      // Every call is settled from the start: they time out in any order.
+      const settled = Object.entries(calls).map(([method, promise]) => [method, settle(promise)]);
+      for (const [method, settling] of settled) {
+        const r = await settling;
         assert.equal(r.error?.code, 'ERR_STORE_UNAVAILABLE', `${name} ${method}: ${r.error?.message ?? 'resolved'}`);
         assert.ok(r.error instanceof CapTokenError);
         assert.ok(r.ms <= TIMEOUT + 250, `${name} ${method} took ${r.ms} ms`);
       }
       const started = Date.now();
-      const d = await store.check(w.bearer, 'fetch_prompt', 't');
-      assert.equal(d.allowed, false);
-      assert.equal(d.code, 'ERR_STORE_UNAVAILABLE');
-      assert.equal(typeof d.message, 'string');
+      const checks = await Promise.all([1, 2].map(() => store.check(w.bearer, 'fetch_prompt', 't')));
+      for (const d of checks) {
+        assert.equal(d.allowed, false);
+        assert.equal(d.code, 'ERR_STORE_UNAVAILABLE');
+        assert.equal(typeof d.message, 'string');
+      }
       assert.ok(Date.now() - started <= TIMEOUT + 250);
       // A bearer that fails a stateless step needs no server at all.
       assert.equal((await store.check('garbage', 'fetch_prompt')).code, 'ERR_MALFORMED_TOKEN');

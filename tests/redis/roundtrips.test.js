@@ -1,6 +1,7 @@
 // Round trips, counted with MONITOR on a real redis-server, for node-redis
 // and ioredis: verify and check send exactly one command (EVALSHA) once the
-// script is cached; the first call after SCRIPT FLUSH one fallback (EVAL);
+// script is cached, shared by the calls made in the same turn (64 at most);
+// the first call after SCRIPT FLUSH one fallback (EVAL);
 // a bearer failing a stateless step sends none. No command carries a nonce,
 // a bearer or the secret.
 import { test, before, after } from 'node:test';
@@ -95,6 +96,33 @@ for (const [name, connect] of kinds) {
     assert.deepEqual(sent.map((l) => l.split(' ')[0]), ['"EVALSHA"', '"EVAL"']);
     sent = await commands(() => store.verify(w.bearer, 'fetch_prompt', 't'));
     assert.deepEqual(sent.map((l) => l.split(' ')[0]), ['"EVALSHA"']);
+
+    // Calls made in the same turn share one command, 64 at most, and each
+    // is decided as if alone, in the order made.
+    const once = await store.dispatchAttempt(op.bearer, 't', { maxUses: 1, ttlSecs: 600 });
+    const many = await store.dispatchAttempt(op.bearer, 't', { maxUses: 200, ttlSecs: 600 });
+    let results;
+    sent = await commands(async () => {
+      results = await Promise.all([
+        store.check(once.bearer, 'fetch_prompt', 't'),
+        store.verify(once.bearer, 'fetch_prompt', 't'),
+        store.verify(once.bearer, 'fetch_prompt', 't').catch((e) => e),
+        store.check(once.bearer, 'fetch_prompt', 't'),
+        store.check(w.bearer, 'fetch_prompt', 'other'),
+        store.verify('garbage', 'heartbeat').catch((e) => e),
+        ...Array.from({ length: 124 }, () => store.verify(many.bearer, 'fetch_prompt', 't')),
+      ]);
+    });
+    assert.deepEqual(sent.map((l) => l.split(' ')[0]), ['"EVALSHA"', '"EVALSHA"', '"EVALSHA"']);
+    assert.deepEqual(sent.map((l) => (l.match(/"[01][w-][012][0-9a-f]{128}/g) ?? []).length), [64, 64, 1]);
+    assert.equal(results[0].allowed, true);
+    assert.equal(results[0].usesLeft, 1);
+    assert.equal(results[1].usesLeft, 0);
+    assert.equal(results[2].code, 'ERR_TOKEN_USES_EXHAUSTED');
+    assert.equal(results[3].code, 'ERR_TOKEN_USES_EXHAUSTED');
+    assert.equal(results[4].code, 'ERR_TOKEN_TASK_MISMATCH');
+    assert.equal(results[5].code, 'ERR_MALFORMED_TOKEN');
+    assert.deepEqual(results.slice(6).map((g) => g.usesLeft), Array.from({ length: 124 }, (_, i) => 199 - i));
 
     // Nothing secret crosses the wire.
     const all = lines.join('\n');
