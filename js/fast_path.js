@@ -120,7 +120,7 @@ export function grantFactory(glue, layout) {
 
 // What captoken/redis's `authorize` returns (steps 1 to 4 done in the
 // process), made like a Grant: by a constructor, not a literal.
-function Presented(fingerprint, digest, role, agentId, scopes, kind, taskArg) {
+function Presented(fingerprint, digest, role, agentId, scopes, kind, taskArg, expiresAt) {
   this.fingerprint = fingerprint;
   this.digest = digest;
   this.role = role;
@@ -128,6 +128,7 @@ function Presented(fingerprint, digest, role, agentId, scopes, kind, taskArg) {
   this.scopes = scopes;
   this.kind = kind;
   this.taskArg = taskArg;
+  this.expiresAt = expiresAt;
 }
 Presented.prototype = Object.prototype;
 
@@ -135,13 +136,14 @@ Presented.prototype = Object.prototype;
  * The function the Node flavour's `authorize` builds its result with, in
  * one call: the fingerprint's and the record digest's hex (64 characters
  * each) and the agent id arrive back to back in the outbox; `scopes` is
- * undefined for `["*"]`; `taskArg` is the task id argument, already checked.
+ * undefined for `["*"]`; `taskArg` is the task id argument, already checked;
+ * `expiresAt` is when step 3 starts refusing the token (Infinity: never).
  */
 export function presentedFactory(glue, layout) {
   const outbox = memoryView(glue, () => layout().outbox, () => layout().outboxLen);
   const decoder = new TextDecoder();
   const ROLES = layout().roleNames;
-  return function makePresented(role, kind, scopes, agentLen, taskArg) {
+  return function makePresented(role, kind, scopes, agentLen, taskArg, expiresAt) {
     // The first 128 bytes are hex, so the agent id is what follows them,
     // whatever characters it holds.
     const text = decoder.decode(outbox().subarray(0, 128 + agentLen));
@@ -152,10 +154,10 @@ export function presentedFactory(glue, layout) {
     role = ROLES[role];
     taskArg ??= null;
     try {
-      return new Presented(fingerprint, digest, role, agentId, list, kind, taskArg);
+      return new Presented(fingerprint, digest, role, agentId, list, kind, taskArg, expiresAt);
     } catch {
       // As in makeGrant: never throw into the module.
-      return { fingerprint, digest, role, agentId, scopes: list, kind, taskArg };
+      return { fingerprint, digest, role, agentId, scopes: list, kind, taskArg, expiresAt };
     }
   };
 }

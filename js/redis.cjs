@@ -14,6 +14,7 @@ const crypto = require('node:crypto');
 // The process half, guarded like TokenStore and with its options objects
 // copied to plain data first (js/args.js, through js/common.js).
 const { TokenStore, CapTokenRecord, CapTokenError, __RemoteCore } = require('./index.cjs');
+const { Admitted } = require('./admitted.cjs');
 
 const NAMESPACE = /^[A-Za-z0-9._:-]{1,64}$/;
 /** Default for `timeoutMs`: how long one call waits for Redis. */
@@ -143,6 +144,8 @@ class RedisTokenStore {
   #client;
   #send;
   #core;
+  /** Steps 1 to 4, remembering the bearers already admitted (js/admitted.cjs). */
+  #admitted;
   #config;
   #prefix;
   #key;
@@ -206,6 +209,7 @@ class RedisTokenStore {
     this.#client = client;
     this.#send = adapted;
     this.#core = core;
+    this.#admitted = new Admitted(core);
     this.#config = core.config();
     this.#prefix = `ct:{${namespace}}:`;
     this.#key = `${this.#prefix}R`;
@@ -287,7 +291,7 @@ class RedisTokenStore {
   /** Steps 1 to 4 now, then into the next batch; resolves to a Grant or a Decision. */
   #decide(bearer, verb, taskId, spend) {
     const now = this.#now();
-    const p = this.#core.authorize(bearer, verb, taskId, now);
+    const p = this.#admitted.authorize(bearer, verb, taskId, now);
     const arg = `${spend ? '1' : '0'}${p.role === 'worker' ? 'w' : '-'}${p.kind}${p.fingerprint}${p.digest}${optional(p.taskArg)}`;
     return new Promise((resolve, reject) => {
       if (this.#pending.push({ arg, p, spend, resolve, reject }) === 1) queueMicrotask(this.#flush);

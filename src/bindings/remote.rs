@@ -30,6 +30,16 @@ use crate::store::{check_task_id, MintOptions};
 use crate::token::{TokenFields, MAX_SAFE_INTEGER};
 use wasm_bindgen::prelude::*;
 
+/// When a token stops being accepted (step 3), in seconds: its `expire_at`,
+/// or infinity for a role whose tokens never expire.
+fn expires_at(token: &impl TokenFields) -> f64 {
+    if token.role().expires() {
+        token.expire_at().min(MAX_SAFE_INTEGER) as f64
+    } else {
+        f64::INFINITY
+    }
+}
+
 /// A `notAfter` argument: a whole number of seconds, or none (negative,
 /// `null`, `undefined`).
 fn not_after_arg(value: f64) -> Option<u64> {
@@ -203,6 +213,7 @@ impl JsRemoteCore {
                     &scopes,
                     agent_len,
                     task_arg,
+                    expires_at(&token),
                 ));
             }
         }
@@ -219,7 +230,27 @@ impl JsRemoteCore {
             "taskArg",
             &task_id.map_or(JsValue::NULL, JsValue::from_str),
         );
+        set(&out, "expiresAt", &expires_at(&token).into());
         Ok(out)
+    }
+
+    /// The store's gate as `{ role: { verb: kind } }`, each verb the role
+    /// may call with its ownership kind (0 no rule, 1 the bound task, 2 the
+    /// bound task or below): what steps 4 and 5 need of a role and a verb,
+    /// for captoken/redis's admitted bearers (js/admitted.cjs).
+    #[wasm_bindgen(js_name = gateKinds)]
+    pub fn gate_kinds(&self) -> JsValue {
+        let out: JsValue = js_sys::Object::new().into();
+        for role in Role::ALL {
+            let verbs: JsValue = js_sys::Object::new().into();
+            for verb in Verb::ALL {
+                if self.core.verifier().check_gate(role, verb).is_ok() {
+                    set(&verbs, verb.as_str(), &ownership_kind(verb).into());
+                }
+            }
+            set(&out, role.as_str(), &verbs);
+        }
+        out
     }
 
     /// `adopt`'s arguments, steps 1 to 3 and the task id rule.
@@ -456,7 +487,7 @@ impl JsRemoteCore {
 
 #[wasm_bindgen]
 extern "C" {
-    /// `factory(roleIndex, kind, scopes, agentLen, taskArg)`: builds what
+    /// `factory(roleIndex, kind, scopes, agentLen, taskArg, expiresAt)`: builds what
     /// `authorize` returns in one crossing. The fingerprint's and the
     /// record digest's hex (64 characters each) and the agent id are in the
     /// outbox, back to back; `scopes` is undefined for `["*"]`; `taskArg`
@@ -474,6 +505,7 @@ extern "C" {
         scopes: &JsValue,
         agent_len: i32,
         task_arg: &JsValue,
+        expires_at: f64,
     ) -> JsValue;
 }
 
