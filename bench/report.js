@@ -88,6 +88,14 @@ export function budgets(results) {
       pass: (x) => x < 1.5e9 },
     { what: `restore of ${records} records`, budget: '< 1.5 s', measured: cap('restore'), show: fmtTime,
       pass: (x) => x < 1.5e9 },
+    ...(results.redis?.rows ?? []).flatMap((r) => [
+      { what: `verify over Redis, one at a time (${r.client})`, budget: '≤ 1.5× one PING round trip',
+        measured: r.latencyRatio, show: (x) => `${x.toFixed(2)}× (${r.verifyUs.toFixed(1)} µs vs ${r.pingUs.toFixed(1)} µs)`,
+        pass: (x) => x <= 1.5 },
+      { what: `verify over Redis, 64 in flight (${r.client})`, budget: '≥ 40% of redis-benchmark\'s EVALSHA -P 64',
+        measured: r.shareOfCeiling, show: (x) => `${(100 * x).toFixed(1)}% (${int(r.perSecOne)}/s of ${int(r.ceiling)}/s)`,
+        pass: (x) => x >= 0.4 },
+    ]),
   ];
   return list.map(({ what, budget, measured, show, pass }) => {
     const ok = Number.isFinite(measured);
@@ -147,6 +155,10 @@ export function textReport(results, budgetList) {
     budgetTable(budgetList),
     '',
   ];
+  if (results.redis) {
+    const { hot, cold } = redisTables(results.redis);
+    parts.push('captoken/redis (one bearer, verified over and over):', hot, '', 'captoken/redis (a different bearer every call):', cold, '');
+  }
   if (results.profile) parts.push('Where the time goes (CPU profile):', profileTable(results), profileReading(results), '');
   for (const [impl, why] of Object.entries(results.skipped ?? {})) parts.push(`note: ${IMPLS[impl] ?? impl} ${why}`);
   if (busy(results)) parts.push(`note: the machine was busy (${busy(results)}): timings are noisy`);
@@ -307,7 +319,7 @@ ${budgetTable(budgetList)}
 ## Chart
 
 ![chart](${chartPath})
-${results.profile ? `
+${redisSection(results)}${results.profile ? `
 ## Where verify's time goes
 
 A CPU profile of the verify and check loops above (Node's sampling profiler at 50 µs, after a warm-up, against a
@@ -324,6 +336,51 @@ ${topFunctions(results)}
 ## Notes
 
 ${notes(results)}
+`;
+}
+
+/** The captoken/redis rows: bench/redis.js, run by this harness as a child. */
+export function redisTables(redis) {
+  const f = (x, d = 0) => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  const hot = table(['client', 'PING round trip', 'verify, one at a time', 'ratio (budget ≤ 1.5)',
+    'verify, 64 in flight, 1 process', 'redis-benchmark EVALSHA -P 64', 'share (budget ≥ 40%)',
+    'trivial EVALSHA, same client, 64 in flight', 'verify, 4 processes × 64'],
+  redis.rows.map((r) => [r.client, `${f(r.pingUs, 1)} µs`, `${f(r.verifyUs, 1)} µs`, f(r.latencyRatio, 2),
+    `${f(r.perSecOne)}/s`, `${f(r.ceiling)}/s`, `${f(100 * r.shareOfCeiling, 1)}%`, `${f(r.clientCeiling)}/s`,
+    `${f(r.perSecFour)}/s`]));
+  const cold = table(['client', 'verify, one at a time', 'ratio to PING', 'verify, 64 in flight, 1 process',
+    'share of the redis-benchmark ceiling'],
+  redis.rows.map((r) => [r.client, `${f(r.verifyColdUs, 1)} µs`, f(r.verifyColdUs / r.pingUs, 2),
+    `${f(r.perSecOneCold)}/s`, `${f(100 * r.perSecOneCold / r.ceiling, 1)}%`]));
+  return { hot, cold };
+}
+
+function redisSection(results) {
+  const redis = results.redis;
+  if (!redis) return '';
+  const { hot, cold } = redisTables(redis);
+  return `
+## captoken/redis: verify over a real Redis
+
+\`bench/redis.js\` (also alone: \`npm run bench:redis\`) starts its own \`redis-server\` ${redis.redisVersion ?? ''} on a free
+loopback port (\`appendonly yes\`, \`appendfsync everysec\`) and measures, for node-redis and ioredis
+(\`enableAutoPipelining\`): one bare PING round trip and one verify, alternating, one at a time (medians of
+${int(redis.latN ?? 3000)}); ${int(redis.n)} verifies with 64 in flight from one process; the ceiling \`redis-benchmark -c 1 -P 64\`
+reports for a trivial \`EVALSHA\` (\`return 1\`) on the same server; the same trivial EVALSHA from the same Node
+client, 64 in flight; and verify from 4 processes with 64 in flight each. One Worker bearer is verified over and
+over (a store remembers the bearers it admitted: steps 1 and 2 run once, expiry, gate and everything in Redis on
+every call):
+
+${hot}
+
+The same with a different bearer every call (${int(redis.distinct ?? 5000)} in turn${(redis.distinct ?? 5000) > 4096
+    ? ', more than the 4,096 a store remembers: every call decodes its bearer and checks its HMAC, and touches a\ndifferent record in Redis'
+    : ', fewer than the 4,096 a store remembers: a quick run'}):
+
+${cold}
+
+Calls made in the same turn of the event loop share one \`EVALSHA\` (up to 64). On a 2-core machine the four peer
+processes and redis-server share the two cores, so four processes do not add throughput here.
 `;
 }
 
@@ -432,6 +489,28 @@ export function chart(results) {
     const bx = xLin(BUDGET_LINES.memory);
     out.push(`<line x1="${bx}" y1="${memTop - 4}" x2="${bx}" y2="${y}" class="budget"/>`
       + `<text x="${bx}" y="${y + 12}" class="axis" text-anchor="middle">200 B budget</text>`);
+    y += 26;
+  }
+  // captoken/redis: verifies per second with 64 in flight against 40% of
+  // redis-benchmark's ceiling (linear).
+  const redisRows = results.redis?.rows ?? [];
+  if (redisRows.length) {
+    const ceiling = redisRows[0].ceiling;
+    const bars = redisRows.flatMap((r) => [[`${r.client}, one bearer`, r.perSecOne], [`${r.client}, a new bearer each call`, r.perSecOneCold]]);
+    const maxV = Math.max(ceiling, ...bars.map(([, v]) => v)) * 1.05;
+    const xLin = (v) => X0 + (v / maxV) * (X1 - X0);
+    out.push(`<text x="16" y="${y}" class="title2">${esc('captoken/redis: verifies per second, 64 in flight from one process (linear; longer is better)')}</text>`);
+    y += 10;
+    const panelTop = y;
+    for (const [label, v] of bars) {
+      out.push(`<text x="${LABEL}" y="${y + BAR - 3}" class="impl" text-anchor="end">${esc(label)}</text>`
+        + `<rect x="${X0}" y="${y}" width="${Math.max(1, xLin(v) - X0).toFixed(1)}" height="${BAR}" fill="${COLORS.captoken}"/>`
+        + `<text x="${xLin(v) + 5}" y="${y + BAR - 3}" class="val">${esc(`${int(v)}/s (${(100 * v / ceiling).toFixed(1)}% of the ceiling)`)}</text>`);
+      y += BAR + GAP;
+    }
+    const bx = xLin(0.4 * ceiling);
+    out.push(`<line x1="${bx}" y1="${panelTop - 4}" x2="${bx}" y2="${y}" class="budget"/>`
+      + `<text x="${bx}" y="${y + 12}" class="axis" text-anchor="middle">${esc(`40% budget of redis-benchmark's ${int(ceiling)}/s`)}</text>`);
     y += 26;
   }
   if (results.size) {

@@ -12,7 +12,9 @@
 //
 // A CPU profile of verify and check says where their time goes (bench/profile.js).
 //
-// Flags: --quick, --out DIR, --no-native, --no-browser, --no-build, --strict
+// captoken/redis is measured by bench/redis.js on its own redis-server.
+//
+// Flags: --quick, --out DIR, --no-native, --no-browser, --no-redis, --no-build, --strict
 // (exit 1 when a budget fails), --render [results.json] (rewrite the outputs
 // from saved results, measuring nothing). Sizes: BENCH_TOKENS, BENCH_RECORDS, BENCH_RUNS.
 // Native optimisation level: CAPTOKEN_BENCH_NATIVE_OPT_LEVEL (default 3).
@@ -422,6 +424,21 @@ async function runChromium(cfg) {
   }
 }
 
+/** bench/redis.js in a child process (it starts and stops its own redis-server); its results. */
+function runRedis(quick) {
+  const dir = mkdtempSync(join(os.tmpdir(), 'captoken-bench-redis-'));
+  try {
+    const out = join(dir, 'redis-results.json');
+    const sizes = quick ? { BENCH_REDIS_N: '2000', BENCH_REDIS_LAT_N: '200', BENCH_REDIS_DISTINCT: '300' } : {};
+    const child = spawnSync(process.execPath, [join(ROOT, 'bench/redis.js')],
+      { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...sizes, BENCH_REDIS_OUT: out } });
+    if (child.status !== 0) throw new Error(`bench/redis.js failed (status ${child.status})\n${child.stdout}${child.stderr}`);
+    return JSON.parse(readFileSync(out, 'utf8'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 // ───────────────────────── machine ─────────────────────────
 
 function machine() {
@@ -536,7 +553,15 @@ async function main() {
     put('chromium', browser.ops);
     results.machine.chromium = browser.version;
   }
-  for (const [impl, why] of Object.entries(results.skipped)) log(`${IMPLS[impl]}: ${why}`);
+  if (flag('--no-redis')) {
+    results.skipped.redis = 'skipped (--no-redis)';
+  } else if (spawnSync('redis-server', ['--version']).status !== 0) {
+    results.skipped.redis = 'skipped: redis-server not found (bash scripts/setup.sh installs it)';
+  } else {
+    log('captoken/redis on a real redis-server (bench/redis.js)');
+    results.redis = runRedis(quick);
+  }
+  for (const [impl, why] of Object.entries(results.skipped)) log(`${IMPLS[impl] ?? impl}: ${why}`);
   results.machine.loadavgEnd = os.loadavg().map((l) => l.toFixed(2)).join(' ');
   results.elapsedSecs = Math.round((performance.now() - started) / 1000);
 

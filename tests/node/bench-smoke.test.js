@@ -1,6 +1,7 @@
 // Smoke run of the benchmark harness (`node bench/run.js --quick`): every
 // path runs once with tiny sizes (wasm from Node, both JavaScript peers, jose,
-// the criterion benches in the dev profile, headless Chromium), so the bench
+// the criterion benches in the dev profile, headless Chromium, captoken/redis
+// on its own redis-server), so the bench
 // cannot rot. Its timings are not checked: this is not a timed test.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -60,6 +61,12 @@ test('node bench/run.js --quick runs every implementation and writes outside the
     assert.ok(results.ops.load.captoken.median > 0 && results.ops.instantiate.captoken.median > 0, 'load times');
     assert.ok(results.ops.instantiate.chromium.median > 0, 'init() in Chromium');
     assert.ok(results.size.raw > 0 && results.size.gzip > 0, 'wasm size');
+    assert.deepEqual(results.redis.rows.map((r) => r.client), ['node-redis', 'ioredis'], 'captoken/redis rows');
+    for (const r of results.redis.rows) {
+      for (const key of ['pingUs', 'verifyUs', 'perSecOne', 'ceiling', 'perSecFour', 'verifyColdUs', 'perSecOneCold']) {
+        assert.ok(r[key] > 0, `${r.client} measured ${key}`);
+      }
+    }
 
     const svg = readFileSync(join(out, 'chart.svg'), 'utf8');
     assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
@@ -68,6 +75,9 @@ test('node bench/run.js --quick runs every implementation and writes outside the
     assert.match(md, /## Machine/);
     assert.match(md, /## Budgets/);
     assert.match(md, /!\[chart\]\(chart\.svg\)/);
+    assert.match(md, /## captoken\/redis: verify over a real Redis/);
+    assert.match(md, /verify over Redis, 64 in flight \(ioredis\)/);
+    assert.match(svg, /captoken\/redis: verifies per second/);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
