@@ -51,7 +51,11 @@ function adapt(client) {
   if (typeof client.call === 'function' && typeof client.status === 'string') {
     return {
       kind: client.isCluster ? 'ioredis-cluster' : 'ioredis',
-      send: (_key, args) => client.call(...args),
+      // A Cluster sends a command without a key to any node: SCRIPT LOAD
+      // goes to every master, so that the namespace's has the script.
+      send: (_key, args) => (client.isCluster && args[0] === 'SCRIPT'
+        ? Promise.all(client.nodes('master').map((node) => node.call(...args))).then((shas) => shas[0])
+        : client.call(...args)),
       // 'end': closed for good (quit, disconnect); any other status queues or sends.
       ready: () => client.status !== 'end',
     };
@@ -114,6 +118,12 @@ function allowedResult(spend, p, taskId, usesLeft) {
   }
 }
 
+/** Settle a batched call refused with `error`: verify rejects, check resolves a denial. */
+function refuse(call, error) {
+  if (call.spend) call.reject(error);
+  else call.resolve(denied(error));
+}
+
 /** The refused Decision for a CapTokenError. */
 function denied(error) {
   return { allowed: false, code: error.code, message: error.message };
@@ -143,7 +153,7 @@ function keyTtl(record, now) {
 class RedisTokenStore {
   #client;
   #send;
-  #core;
+  #coreRef;
   /** Steps 1 to 4, remembering the bearers already admitted (js/admitted.cjs). */
   #admitted;
   #config;
@@ -159,8 +169,18 @@ class RedisTokenStore {
    */
   static async open(client, options) {
     const store = RedisTokenStore.#make(client, options);
-    await store.#command(['PING']);
+    await store.#loadScripts();
     return store;
+  }
+
+  /**
+   * Put every script in the script cache of the namespace's server, so
+   * that calls run in the order they were made: a NOSCRIPT fallback would
+   * send its EVAL after calls made later. (After a SCRIPT FLUSH or a
+   * restart of Redis, the first call of each script falls back once.)
+   */
+  async #loadScripts() {
+    await Promise.all(Object.values(SCRIPTS).map(({ source }) => this.#command(['SCRIPT', 'LOAD', source])));
   }
 
   /**
@@ -172,6 +192,7 @@ class RedisTokenStore {
     const store = RedisTokenStore.#make(client, options);
     const { records, tasks } = store.#core.readSnapshot(snapshot);
     await store.#importRows(records, tasks);
+    await store.#loadScripts();
     return store;
   }
 
@@ -208,7 +229,7 @@ class RedisTokenStore {
     if (token !== RedisTokenStore.#token) throw invalid('use RedisTokenStore.open(client, options)');
     this.#client = client;
     this.#send = adapted;
-    this.#core = core;
+    this.#coreRef = core;
     this.#admitted = new Admitted(core);
     this.#config = core.config();
     this.#prefix = `ct:{${namespace}}:`;
@@ -217,9 +238,21 @@ class RedisTokenStore {
     Object.defineProperty(this, 'namespace', { value: namespace, enumerable: true });
   }
 
+  /**
+   * The process half; once the store is closed (it is freed then),
+   * ERR_STORE_UNAVAILABLE, also for a call that was waiting on Redis.
+   */
+  get #core() {
+    if (this.#closed) throw unavailable('the store is closed');
+    return this.#coreRef;
+  }
+
   /** One command, within the timeout; any failure is ERR_STORE_UNAVAILABLE. */
   async #command(args) {
     if (this.#closed) throw unavailable('the store is closed');
+    // Calls are sent in the order they were made: verify and check calls
+    // still waiting for the end of the turn go first.
+    if (this.#pending.length !== 0) this.#flush();
     let timer;
     const timeout = new Promise((_, reject) => {
       timer = setTimeout(() => reject(unavailable(`Redis did not answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
@@ -313,26 +346,27 @@ class RedisTokenStore {
       if (!Array.isArray(replies) || replies.length !== calls.length) throw unavailable('unexpected reply from Redis');
     } catch (error) {
       const e = error instanceof CapTokenError ? error : unavailable(describe(error));
-      for (const c of calls) {
-        if (c.spend) c.reject(e);
-        else c.resolve(denied(e));
-      }
+      for (const c of calls) refuse(c, e);
       return;
     }
     for (let i = 0; i < calls.length; i++) {
       const c = calls[i];
       const reply = replies[i];
-      if (typeof reply === 'string') {
-        const at = reply.indexOf(':');
-        const left = reply.slice(0, at);
-        const p = c.p;
-        const taskId = unoptional(reply.slice(at + 1));
-        const usesLeft = left === '-1' ? null : Number(left);
-        c.resolve(allowedResult(c.spend, p, taskId, usesLeft));
-      } else {
-        const e = Array.isArray(reply) ? this.#refusal(reply, c.p.fingerprint) : unavailable('unexpected reply from Redis');
-        if (c.spend) c.reject(e);
-        else c.resolve(denied(e));
+      // Every call settles, whatever happens to the others (a refusal
+      // after close() is ERR_STORE_UNAVAILABLE: the core is gone).
+      try {
+        if (typeof reply === 'string') {
+          const at = reply.indexOf(':');
+          const left = reply.slice(0, at);
+          const p = c.p;
+          const taskId = unoptional(reply.slice(at + 1));
+          const usesLeft = left === '-1' ? null : Number(left);
+          c.resolve(allowedResult(c.spend, p, taskId, usesLeft));
+        } else {
+          refuse(c, Array.isArray(reply) ? this.#refusal(reply, c.p.fingerprint) : unavailable('unexpected reply from Redis'));
+        }
+      } catch (error) {
+        refuse(c, error instanceof CapTokenError ? error : unavailable(describe(error)));
       }
     }
   }
@@ -626,7 +660,7 @@ class RedisTokenStore {
   async close() {
     if (this.#closed) return;
     this.#closed = true;
-    this.#core.free();
+    this.#coreRef.free();
   }
 
   get [Symbol.toStringTag]() {

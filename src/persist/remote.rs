@@ -3,9 +3,9 @@
 //! touching any state, and the digest a record is compared by.
 //!
 //! The server keeps, per fingerprint, the [`record_digest`] of the token it
-//! was made from: the signature of a `v2` token, SHA-256 of an `mlua-swarm`
-//! token's JSON with an empty nonce. A presented token whose signature
-//! checked matches its record exactly when the digests are equal,
+//! was made from: SHA-256 over every field but the nonce, the signature
+//! included. A presented token matches its record exactly when the digests
+//! are equal,
 //! which is [`crate::state::Entry::matches`]'s rule ("the record is the
 //! authority"), checked inside the server's script. Nothing sent to the
 //! server holds a nonce, a bearer or the secret.
@@ -14,7 +14,6 @@ use crate::clock::Clock;
 use crate::entry::Scopes;
 use crate::error::CapTokenError;
 use crate::role::{Role, Verb};
-use crate::signer::SigningFormat;
 use crate::snapshot::RestoreOptions;
 use crate::store::{narrower_scopes, MintOptions, Minted, StoreConfig, TokenStore};
 use crate::task::TaskInfo;
@@ -61,30 +60,61 @@ impl<T: TokenFields> Serialize for ScopeList<'_, T> {
     }
 }
 
-/// What a record is compared by: equal digests mean equal tokens for the
-/// same fingerprint.
-///
-/// For a `v2` token it is the signature itself. The `v2` signing input is
-/// length-prefixed and covers every field, so a presented token whose
-/// signature checks and equals the record's is the record's token, short of
-/// an HMAC-SHA256 collision; hashing the fields again (1.3 µs of the 4.3 µs
-/// `authorize` took in wasm) would add nothing. Every record in a remote
-/// store was signed under its secret: minted there, adopted after its
-/// signature checked, or imported from a snapshot sealed with that secret.
-///
-/// For an `mlua-swarm` token it is SHA-256 of the token's JSON with an
-/// empty nonce: every field but the nonce. That signing text lets bytes move
-/// between agent id, role and scopes (see `Entry::matches`),
-/// so a record made before separators were refused must still be compared
-/// field by field. So is a `v2` signature that is not 64 lowercase hex
-/// digits (never minted, never accepted): no signature can equal it.
+/// The bytes every record digest starts with.
+const RECORD_DIGEST_DOMAIN: &[u8] = b"captoken-record-v1";
+
+/// What a record is compared by: SHA-256 over every field but the nonce
+/// (which the fingerprint already binds), the signature included, each
+/// length-prefixed or fixed-width, so equal digests mean equal tokens for
+/// the same fingerprint in either format ([`crate::state`]'s `Entry::matches`
+/// rule, "the record is the authority"). The signature alone would not do:
+/// a record restored from an unsealed snapshot (`allowUnsealed`) and sealed
+/// again can hold fields its signature never covered, and an `mlua-swarm`
+/// signing text lets bytes move between fields. Hashed without JSON: about
+/// 110 bytes, two SHA-256 blocks.
 pub fn record_digest(token: &impl TokenFields) -> [u8; 32] {
-    if token.v() == SigningFormat::V2.version_field() {
-        if let Some(signature) = crate::hex::decode_lower(token.sig_hex()) {
-            return signature;
+    fn string(bytes: &mut Vec<u8>, s: &str) {
+        // Fields are bounded far below 4 GiB (bearer and argument limits).
+        bytes.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
+        bytes.extend_from_slice(s.as_bytes());
+    }
+    // Written out first and hashed in one call: smaller code than a
+    // hasher fed field by field.
+    let mut bytes = Vec::with_capacity(128);
+    bytes.extend_from_slice(RECORD_DIGEST_DOMAIN);
+    match token.v() {
+        None => bytes.push(0),
+        Some(v) => bytes.extend_from_slice(&[1, v]),
+    }
+    string(&mut bytes, token.agent_id());
+    bytes.push(token.role().code());
+    let scopes = u32::try_from(token.scopes().len()).unwrap_or(u32::MAX);
+    bytes.extend_from_slice(&scopes.to_be_bytes());
+    for scope in token.scopes() {
+        string(&mut bytes, scope);
+    }
+    bytes.extend_from_slice(&token.issued_at().to_be_bytes());
+    bytes.extend_from_slice(&token.expire_at().to_be_bytes());
+    match token.max_uses() {
+        None => bytes.push(0),
+        Some(n) => {
+            bytes.push(1);
+            bytes.extend_from_slice(&n.to_be_bytes());
         }
     }
-    Sha256::digest(record_json(token)).into()
+    // The signature as its 32 bytes when it is canonical hex, else as text
+    // (never minted or accepted, but compared all the same).
+    match crate::hex::decode_lower::<32>(token.sig_hex()) {
+        Some(signature) => {
+            bytes.push(1);
+            bytes.extend_from_slice(&signature);
+        }
+        None => {
+            bytes.push(0);
+            string(&mut bytes, token.sig_hex());
+        }
+    }
+    Sha256::digest(&bytes).into()
 }
 
 /// The token's JSON with an empty nonce: what a record shows of its token.
@@ -408,47 +438,62 @@ mod tests {
     }
 
     #[test]
-    fn a_v2_digest_is_the_signature_and_an_mlua_swarm_digest_covers_every_field() {
+    fn a_digest_changes_with_every_field_but_the_nonce() {
         let core = RemoteCore::new(&SECRET, StoreConfig::default()).unwrap();
-        let v2 = core
-            .mint("w", Role::Worker, &MintOptions::default(), None, 1000)
-            .unwrap();
-        let signature: [u8; 32] = crate::hex::decode_lower(&v2.minted.token.sig_hex).unwrap();
-        assert_eq!(v2.digest, signature);
-        // A signature spelled otherwise is never equal to one that checks.
-        let mut upper = v2.minted.token.clone();
-        upper.sig_hex = upper.sig_hex.to_uppercase();
-        assert_ne!(record_digest(&upper), signature);
-        assert_eq!(record_digest(&upper), record_digest(&upper.clone()));
-
-        // mlua-swarm: scopes ["x", "y"] and ["x,y"] sign the same text, so
-        // they share a signature, but not a digest.
-        let mlua = RemoteCore::new(
-            &SECRET,
-            StoreConfig {
-                format: crate::SigningFormat::MluaSwarm,
-                ..StoreConfig::default()
-            },
-        )
-        .unwrap();
-        let two = mlua
+        let minted = core
             .mint(
                 "a",
                 Role::Observer,
                 &MintOptions {
                     scopes: Some(vec!["x".into(), "y".into()]),
+                    max_uses: Some(0),
                     ..Default::default()
                 },
                 None,
                 5,
             )
             .unwrap();
-        let mut one = two.minted.token.clone();
-        one.scopes = vec!["x,y".into()];
-        let signer = crate::Signer::new(&SECRET, crate::SigningFormat::MluaSwarm).unwrap();
-        assert_eq!(signer.signature(&one), signer.signature(&two.minted.token));
-        assert_ne!(record_digest(&one), two.digest);
-        assert_eq!(two.digest, <[u8; 32]>::from(Sha256::digest(&two.json)));
+        let token = minted.minted.token.clone();
+        assert_eq!(record_digest(&token), minted.digest);
+        let mut renonced = token.clone();
+        renonced.nonce = "00".repeat(16);
+        assert_eq!(record_digest(&renonced), minted.digest);
+        type Edit = Box<dyn Fn(&mut CapToken)>;
+        let edits: Vec<(&str, Edit)> = vec![
+            ("v", Box::new(|t| t.v = None)),
+            ("agent_id", Box::new(|t| t.agent_id = "b".into())),
+            (
+                "agent_id into role",
+                Box::new(|t| t.agent_id = "a\u{1}".into()),
+            ),
+            ("role", Box::new(|t| t.role = Role::Worker)),
+            ("scopes joined", Box::new(|t| t.scopes = vec!["x,y".into()])),
+            (
+                "scopes split",
+                Box::new(|t| t.scopes = vec!["x".into(), "".into(), "y".into()]),
+            ),
+            ("scopes", Box::new(|t| t.scopes = vec!["*".into()])),
+            ("issued_at", Box::new(|t| t.issued_at += 1)),
+            ("expire_at", Box::new(|t| t.expire_at -= 1)),
+            ("max_uses none", Box::new(|t| t.max_uses = None)),
+            ("max_uses", Box::new(|t| t.max_uses = Some(1))),
+            (
+                "signature",
+                Box::new(|t| t.sig_hex.replace_range(..2, "ff")),
+            ),
+            (
+                "signature spelling",
+                Box::new(|t| t.sig_hex = t.sig_hex.to_uppercase()),
+            ),
+        ];
+        let mut seen = vec![minted.digest];
+        for (what, edit) in edits {
+            let mut edited = token.clone();
+            edit(&mut edited);
+            let digest = record_digest(&edited);
+            assert!(!seen.contains(&digest), "{what}");
+            seen.push(digest);
+        }
     }
 
     #[test]
