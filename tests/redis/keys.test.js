@@ -151,6 +151,35 @@ test('import and snapshot keep what a Worker made: no fresh maxMadePerWorkerToke
   await assert.rejects(again.dispatchAttempt(w.bearer, 'r'), { code: 'ERR_LIMIT_EXCEEDED', limit: 'maxMadePerWorkerToken' });
 });
 
+test('a record whose fields differ from its token is refused as TokenStore refuses it, after any import', async () => {
+  // An old unsealed snapshot, edited, restored with allowUnsealed and sealed
+  // again by snapshot(): the seal vouches for the store, not for the fields.
+  const edits = {
+    agent: (t) => { t.agent_id = 'other'; },
+    role: (t) => { t.role = 'observer'; },
+    scopes: (t) => { t.scopes = ['read']; },
+    expiry: (t) => { t.expire_at -= 1000; },
+    issued: (t) => { t.issued_at -= 1; },
+  };
+  for (const format of ['v2', 'mlua-swarm']) {
+    for (const [name, edit] of Object.entries(edits)) {
+      const source = new TokenStore({ secret: SECRET, format, now: () => T0 });
+      const w = source.mint('w', 'worker', { maxUses: 3 });
+      const old = JSON.parse(source.snapshot());
+      delete old.key_id;
+      delete old.mac;
+      edit(old.records[0].token);
+      const local = TokenStore.restore(JSON.stringify(old), { secret: SECRET, format, allowUnsealed: true, now: () => T0 });
+      assert.equal(local.check(w.bearer, 'fetch_data').code, 'ERR_BAD_SIGNATURE', `${format} ${name} local`);
+      const store = await RedisTokenStore.import(redis.client, local.snapshot(),
+        { secret: SECRET, format, namespace: freshNamespace(), now: () => T0 });
+      assert.equal((await store.check(w.bearer, 'fetch_data')).code, 'ERR_BAD_SIGNATURE', `${format} ${name}`);
+      await assert.rejects(store.remint(w.bearer), { code: 'ERR_BAD_SIGNATURE' }, `${format} ${name} remint`);
+      await store.close();
+    }
+  }
+});
+
 test('hostile namespaces cannot reach another namespace\'s keys', async () => {
   const victim = await RedisTokenStore.open(redis.client, { secret: SECRET, namespace: 'victim' });
   const op = await victim.attachOperator('op');
