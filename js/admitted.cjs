@@ -19,20 +19,9 @@ const MAX_ADMITTED = 4096;
 /** Task ids longer than this go to the core (which takes up to 64 KiB). */
 const MAX_TASK_UNITS = 256;
 
-const isWellFormed = String.prototype.isWellFormed;
+const { presentedOf } = require('./fast_path.js');
 
-// Made by a constructor, like the core's own (see js/fast_path.js).
-function Presented(fingerprint, digest, role, agentId, scopes, kind, taskArg, expiresAt) {
-  this.fingerprint = fingerprint;
-  this.digest = digest;
-  this.role = role;
-  this.agentId = agentId;
-  this.scopes = scopes;
-  this.kind = kind;
-  this.taskArg = taskArg;
-  this.expiresAt = expiresAt;
-}
-Presented.prototype = Object.prototype;
+const isWellFormed = String.prototype.isWellFormed;
 
 class Admitted {
   #core;
@@ -59,12 +48,8 @@ class Admitted {
     ) {
       const kind = typeof verb === 'string' ? this.#kinds.get(known.role)?.get(verb) : undefined;
       if (kind !== undefined) {
-        try {
-          return new Presented(known.fingerprint, known.digest, known.role, known.agentId, known.scopes.slice(),
-            kind, taskId ?? null, known.expiresAt);
-        } catch {
-          // A read-only property of one of these names on Object.prototype.
-        }
+        return presentedOf(known.fingerprint, known.digest, known.role, known.agentId, known.scopes.slice(),
+          kind, taskId ?? null, known.expiresAt);
       }
     }
     const presented = this.#core.authorize(bearer, verb, taskId, now);

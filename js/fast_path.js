@@ -72,6 +72,26 @@ AllowedGrant.prototype = Object.prototype;
 const ONE_STAR = ['*'];
 
 /**
+ * A Grant, or with `allowed` an allowed Decision (also captoken/redis's).
+ * Never throws: a read-only property of one of these names on
+ * Object.prototype makes an assignment throw (and a throw inside a module
+ * callback would leave the module's borrows held: the store would refuse
+ * every later call), so that case gets literals, which define their own
+ * properties.
+ */
+export function grantOf(allowed, fingerprint, agentId, role, scopes, taskId, usesLeft) {
+  try {
+    return allowed
+      ? new AllowedGrant(fingerprint, agentId, role, scopes, taskId, usesLeft)
+      : new Grant(fingerprint, agentId, role, scopes, taskId, usesLeft);
+  } catch {
+    return allowed
+      ? { allowed: true, fingerprint, agentId, role, scopes, taskId, usesLeft }
+      : { fingerprint, agentId, role, scopes, taskId, usesLeft };
+  }
+}
+
+/**
  * The function the module builds a Grant (or an allowed Decision) with, in
  * one call. The strings arrive in the outbox (`agentLen >= 0`), or else as
  * arguments. `scopes` is undefined for `["*"]`; `taskLen` is -1 for no task.
@@ -100,21 +120,7 @@ export function grantFactory(glue, layout) {
     }
     const list = scopes ?? ONE_STAR.slice();
     role = ROLES[role];
-    taskId ??= null;
-    usesLeft ??= null;
-    try {
-      return allowed
-        ? new AllowedGrant(fingerprint, agentId, role, list, taskId, usesLeft)
-        : new Grant(fingerprint, agentId, role, list, taskId, usesLeft);
-    } catch {
-      // A read-only property of one of these names on Object.prototype
-      // makes an assignment throw, and a throw here would leave the
-      // module's borrows held: the store would refuse every later call.
-      // Literals define their own properties.
-      return allowed
-        ? { allowed: true, fingerprint, agentId, role, scopes: list, taskId, usesLeft }
-        : { fingerprint, agentId, role, scopes: list, taskId, usesLeft };
-    }
+    return grantOf(allowed, fingerprint, agentId, role, list, taskId ?? null, usesLeft ?? null);
   };
 }
 
@@ -131,6 +137,15 @@ function Presented(fingerprint, digest, role, agentId, scopes, kind, taskArg, ex
   this.expiresAt = expiresAt;
 }
 Presented.prototype = Object.prototype;
+
+/** What captoken/redis's `authorize` returns; never throws (see grantOf). */
+export function presentedOf(fingerprint, digest, role, agentId, scopes, kind, taskArg, expiresAt) {
+  try {
+    return new Presented(fingerprint, digest, role, agentId, scopes, kind, taskArg, expiresAt);
+  } catch {
+    return { fingerprint, digest, role, agentId, scopes, kind, taskArg, expiresAt };
+  }
+}
 
 /**
  * The function the Node flavour's `authorize` builds its result with, in
@@ -152,13 +167,7 @@ export function presentedFactory(glue, layout) {
     const agentId = text.slice(128);
     const list = scopes ?? ONE_STAR.slice();
     role = ROLES[role];
-    taskArg ??= null;
-    try {
-      return new Presented(fingerprint, digest, role, agentId, list, kind, taskArg, expiresAt);
-    } catch {
-      // As in makeGrant: never throw into the module.
-      return { fingerprint, digest, role, agentId, scopes: list, kind, taskArg, expiresAt };
-    }
+    return presentedOf(fingerprint, digest, role, agentId, list, kind, taskArg ?? null, expiresAt);
   };
 }
 

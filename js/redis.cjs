@@ -15,6 +15,7 @@ const crypto = require('node:crypto');
 // copied to plain data first (js/args.js, through js/common.js).
 const { TokenStore, CapTokenRecord, CapTokenError, __RemoteCore } = require('./index.cjs');
 const { Admitted } = require('./admitted.cjs');
+const { grantOf } = require('./fast_path.js');
 
 const NAMESPACE = /^[A-Za-z0-9._:-]{1,64}$/;
 /** Default for `timeoutMs`: how long one call waits for Redis. */
@@ -79,43 +80,9 @@ function adapt(client) {
   throw invalid('client must be a connected node-redis or ioredis client');
 }
 
-// Grants and allowed Decisions, made by constructors whose prototype is
-// Object.prototype, as the package's own (see js/fast_path.js: a literal's
-// allocation site can be pretenured by V8).
-function Grant(fingerprint, agentId, role, scopes, taskId, usesLeft) {
-  this.fingerprint = fingerprint;
-  this.agentId = agentId;
-  this.role = role;
-  this.scopes = scopes;
-  this.taskId = taskId;
-  this.usesLeft = usesLeft;
-}
-Grant.prototype = Object.prototype;
-function AllowedDecision(fingerprint, agentId, role, scopes, taskId, usesLeft) {
-  this.allowed = true;
-  this.fingerprint = fingerprint;
-  this.agentId = agentId;
-  this.role = role;
-  this.scopes = scopes;
-  this.taskId = taskId;
-  this.usesLeft = usesLeft;
-}
-AllowedDecision.prototype = Object.prototype;
-
-/** verify's Grant (`spend`) or check's allowed Decision. */
+/** verify's Grant (`spend`) or check's allowed Decision (made as the package's own). */
 function allowedResult(spend, p, taskId, usesLeft) {
-  try {
-    return spend
-      ? new Grant(p.fingerprint, p.agentId, p.role, p.scopes, taskId, usesLeft)
-      : new AllowedDecision(p.fingerprint, p.agentId, p.role, p.scopes, taskId, usesLeft);
-  } catch {
-    // A read-only property of one of these names on Object.prototype makes
-    // an assignment throw; literals define their own properties.
-    const { fingerprint, agentId, role, scopes } = p;
-    return spend
-      ? { fingerprint, agentId, role, scopes, taskId, usesLeft }
-      : { allowed: true, fingerprint, agentId, role, scopes, taskId, usesLeft };
-  }
+  return grantOf(!spend, p.fingerprint, p.agentId, p.role, p.scopes, taskId, usesLeft);
 }
 
 /** Settle a batched call refused with `error`: verify rejects, check resolves a denial. */
