@@ -42,6 +42,7 @@ class Admitted {
     const known = typeof bearer === 'string' ? this.#bearers.get(bearer) : undefined;
     if (
       known !== undefined &&
+      typeof now === 'number' &&
       now < known.expiresAt &&
       (taskId === undefined || taskId === null ||
         (typeof taskId === 'string' && taskId.length <= MAX_TASK_UNITS && isWellFormed.call(taskId)))
@@ -59,6 +60,11 @@ class Admitted {
       this.#bearers.set(bearer, { fingerprint, digest, role, agentId, scopes: [...scopes], expiresAt });
     }
     return presented;
+  }
+
+  /** Forget every bearer (the store is closed). */
+  clear() {
+    this.#bearers.clear();
   }
 }
 

@@ -52,11 +52,7 @@ function adapt(client) {
   if (typeof client.call === 'function' && typeof client.status === 'string') {
     return {
       kind: client.isCluster ? 'ioredis-cluster' : 'ioredis',
-      // A Cluster sends a command without a key to any node: SCRIPT LOAD
-      // goes to every master, so that the namespace's has the script.
-      send: (_key, args) => (client.isCluster && args[0] === 'SCRIPT'
-        ? Promise.all(client.nodes('master').map((node) => node.call(...args))).then((shas) => shas[0])
-        : client.call(...args)),
+      send: (_key, args) => (client.isCluster && args[0] === 'SCRIPT' ? onEveryMaster(client, args) : client.call(...args)),
       // 'end': closed for good (quit, disconnect); any other status queues or sends.
       ready: () => client.status !== 'end',
     };
@@ -94,6 +90,19 @@ function refuse(call, error) {
 /** The refused Decision for a CapTokenError. */
 function denied(error) {
   return { allowed: false, code: error.code, message: error.message };
+}
+
+/**
+ * A command without a key (SCRIPT LOAD) on every master of an ioredis
+ * Cluster (it would send it to any one node), so that the namespace's master
+ * has it; once the cluster is ready, since it knows no master before.
+ */
+async function onEveryMaster(cluster, args) {
+  if (cluster.status !== 'ready') await new Promise((resolve) => cluster.once('ready', resolve));
+  const masters = cluster.nodes('master');
+  if (masters.length === 0) throw new Error('no master of the cluster is reachable');
+  const replies = await Promise.all(masters.map((node) => node.call(...args)));
+  return replies[0];
 }
 
 function describe(error) {
@@ -627,6 +636,7 @@ class RedisTokenStore {
   async close() {
     if (this.#closed) return;
     this.#closed = true;
+    this.#admitted.clear();
     this.#coreRef.free();
   }
 

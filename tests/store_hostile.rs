@@ -615,3 +615,35 @@ fn every_respelling_of_a_token_is_malformed_v2() {
 fn every_respelling_of_a_token_is_malformed_mlua_swarm() {
     sweep_respellings(SigningFormat::MluaSwarm);
 }
+
+/// A control character without a short escape is written `\u00xx`: the
+/// same escape with capital hex digits has the same length, and is another
+/// spelling all the same. A backslash followed by `u` in the text itself is
+/// no escape, and its bearer decides.
+#[test]
+fn capital_hex_in_a_unicode_escape_is_another_spelling() {
+    for format in [SigningFormat::V2, SigningFormat::MluaSwarm] {
+        let clock = Arc::new(FixedClock::new(T0));
+        let mut store = store_on(&SECRET, config(format), &clock);
+        let minted = store
+            .mint(
+                "job\u{b}1",
+                Role::Observer,
+                MintOptions {
+                    scopes: Some(vec!["a\u{1f}".into(), "\\uABCD".into()]),
+                    ..MintOptions::default()
+                },
+            )
+            .unwrap();
+        let text = String::from_utf8(json_text(&minted.bearer)).unwrap();
+        assert!(
+            text.contains("job\\u000b1") && text.contains("a\\u001f") && text.contains("\\\\uABCD")
+        );
+        store.check(&minted.bearer, Verb::ReadTrace, None).unwrap();
+        for (from, to) in [("\\u000b", "\\u000B"), ("\\u001f", "\\u001F")] {
+            let bearer = URL_SAFE_NO_PAD.encode(text.replacen(from, to, 1));
+            let refused = store.check(&bearer, Verb::ReadTrace, None).unwrap_err();
+            assert_eq!(refused.code(), ErrorCode::MalformedToken, "{format:?} {to}");
+        }
+    }
+}

@@ -322,6 +322,28 @@ fn json_string_len(text: &str) -> usize {
         .sum::<usize>()
 }
 
+/// Whether JSON text holds a `\uXXXX` escape with a capital hex digit (an
+/// escaped backslash followed by `u` is not an escape).
+fn has_capital_unicode_escape(json: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(&byte) = json.get(at) {
+        if byte != b'\\' {
+            at += 1;
+        } else if json.get(at + 1) == Some(&b'u') {
+            if json
+                .get(at + 2..at + 6)
+                .is_some_and(|hex| hex.iter().any(u8::is_ascii_uppercase))
+            {
+                return true;
+            }
+            at += 6;
+        } else {
+            at += 2;
+        }
+    }
+    false
+}
+
 /// The number of decimal digits of `n`. (`ilog10`, not a loop of divisions:
 /// a 64-bit division costs tens of cycles, and this runs on every decision.)
 fn digits(n: u64) -> usize {
@@ -359,6 +381,18 @@ impl<'a> TokenRef<'a> {
         // serde_json's: equal length means equal text. (The fuzz target
         // bearer_decode checks that every decoded bearer re-encodes to itself.)
         if json.len() != token.canonical_len() {
+            return Err(malformed("bearer is not the token's canonical spelling"));
+        }
+        // One spelling has the same length: a `\u00XX` escape with capital
+        // hex digits (serde_json writes small ones). Only a control
+        // character other than the five with short escapes is written so.
+        let long_escaped = |text: &str| {
+            text.bytes()
+                .any(|byte| byte < 0x20 && !matches!(byte, 0x08 | 0x0c | b'\n' | b'\r' | b'\t'))
+        };
+        if (long_escaped(&token.agent_id.0) || token.scopes.iter().any(|s| long_escaped(&s.0)))
+            && has_capital_unicode_escape(json)
+        {
             return Err(malformed("bearer is not the token's canonical spelling"));
         }
         Ok(token)

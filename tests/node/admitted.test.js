@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import { inspect } from 'node:util';
 import { SECRET, OTHER_SECRET, T0, TokenStore, VERBS } from './helpers.js';
 
 const require = createRequire(import.meta.url);
@@ -66,7 +67,8 @@ for (const options of [
       `${tokens[1].bearer} `];
     const verbs = [...VERBS, 'nope', '__proto__', 'constructor', 42, undefined];
     const tasks = [undefined, null, 't', 'other', '', 'x'.repeat(256), 'x'.repeat(257), '\uD800', 42, {}];
-    const times = [T0 - 5, T0, T0 + 9, T0 + 10, T0 + 29.5, T0 + 30, T0 + 59, T0 + 60, T0 + 61, T0 + 1e6, NaN];
+    const times = [T0 - 5, T0, T0 + 9, T0 + 10, T0 + 29.5, T0 + 30, T0 + 59, T0 + 60, T0 + 61, T0 + 1e6, NaN,
+      BigInt(T0), String(T0), { valueOf: () => T0 }];
     const { counted } = countingCore({ ...options });
     const { core } = countingCore({ ...options });
     const admitted = new Admitted(counted);
@@ -78,7 +80,7 @@ for (const options of [
       const before = counted.calls;
       const got = outcome(() => admitted.authorize(...args));
       const want = outcome(() => core.authorize(...args));
-      assert.deepEqual(got, want, `case ${i}: ${JSON.stringify(args)}`);
+      assert.deepEqual(got, want, `case ${i}: ${inspect(args)}`);
       if (counted.calls === before) {
         skipped++;
         assert.ok(got.ok, 'only an allowed call skips the core');
