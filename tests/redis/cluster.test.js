@@ -6,7 +6,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
 import { createCluster } from 'redis';
+import { Cluster } from 'ioredis';
 import { RedisTokenStore } from 'captoken/redis';
 import { SECRET } from '../node/helpers.js';
 import { startCluster } from './server.js';
@@ -68,3 +71,37 @@ test('two namespaces land on different masters and never see each other', async 
   assert.equal(await storeA.size(), 1);
   assert.equal(await storeB.size(), 1);
 });
+
+test('open() on an ioredis Cluster that is still connecting loads every script on every master', async () => {
+  const ports = cluster.nodes.map((n) => n.port);
+  const fresh = new Cluster(ports.map((port) => ({ host: '127.0.0.1', port })));
+  try {
+    for (const port of ports) cli(port, 'SCRIPT', 'FLUSH');
+    assert.equal(fresh.status === 'ready', false);
+    const store = await RedisTokenStore.open(fresh, { secret: SECRET, namespace: 'connecting' });
+    for (const port of ports) {
+      const flags = cli(port, 'SCRIPT', 'EXISTS', ...scriptShas()).split('\n');
+      assert.deepEqual(flags, flags.map(() => '1'), `master ${port}`);
+    }
+    // A verify made before a revoke in the same turn is decided first.
+    const op = await store.attachOperator('op');
+    const w = await store.mint('w', 'worker', { maxUses: 1 });
+    const [verified, live] = await Promise.all([
+      store.verify(w.bearer, 'fetch_data').then(() => 'allowed', (e) => e.code),
+      store.revoke(w.fingerprint),
+    ]);
+    assert.deepEqual([verified, live], ['allowed', true]);
+    assert.ok(op.bearer);
+    await store.close();
+  } finally {
+    fresh.disconnect();
+  }
+});
+
+/** The SHA-1 of every script js/redis.cjs loads (prelude + body). */
+function scriptShas() {
+  const dir = new URL('../../js/redis/', import.meta.url);
+  const prelude = readFileSync(new URL('prelude.lua', dir), 'utf8');
+  return readdirSync(dir).filter((f) => f.endsWith('.lua') && f !== 'prelude.lua')
+    .map((f) => createHash('sha1').update(`${prelude}\n${readFileSync(new URL(f, dir), 'utf8')}`).digest('hex'));
+}
