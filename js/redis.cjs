@@ -52,7 +52,22 @@ function adapt(client) {
   if (typeof client.call === 'function' && typeof client.status === 'string') {
     return {
       kind: client.isCluster ? 'ioredis-cluster' : 'ioredis',
-      send: (_key, args) => (client.isCluster && args[0] === 'SCRIPT' ? onEveryMaster(client, args) : client.call(...args)),
+      send: (_key, args) => {
+        if (client.isCluster && args[0] === 'SCRIPT') return onEveryMaster(client, args);
+        // With enableAutoPipelining, call() waits a turn of the event loop
+        // to gather commands into one write. A script call is one command
+        // already (verify's carries up to 64 calls): a Pipeline of its own
+        // writes it at once (measured: 179-192k -> 210-224k verifies/s, 64
+        // in flight).
+        if (args[0] === 'EVALSHA' && client.options?.enableAutoPipelining === true && typeof client.pipeline === 'function') {
+          return client.pipeline().call(...args).exec().then((replies) => {
+            const [error, reply] = replies?.[0] ?? [new Error('no reply')];
+            if (error) throw error;
+            return reply;
+          });
+        }
+        return client.call(...args);
+      },
       // 'end': closed for good (quit, disconnect); any other status queues or sends.
       ready: () => client.status !== 'end',
     };

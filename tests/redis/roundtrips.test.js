@@ -39,6 +39,11 @@ const kinds = [
     await c.ping();
     return { echo: (m) => c.call('ECHO', m), flush: () => c.call('SCRIPT', 'FLUSH'), client: c, close: () => c.quit() };
   }],
+  ['ioredis with enableAutoPipelining', async () => {
+    const c = new Redis(server.port, '127.0.0.1', { enableAutoPipelining: true });
+    await c.ping();
+    return { echo: (m) => c.call('ECHO', m), flush: () => c.call('SCRIPT', 'FLUSH'), client: c, close: () => c.quit() };
+  }],
 ];
 
 for (const [name, connect] of kinds) {

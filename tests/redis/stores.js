@@ -82,6 +82,20 @@ export function storeKinds() {
         return RedisTokenStore.open(this.client, { ...options, namespace: freshNamespace() });
       },
     },
+    {
+      // Script calls then go through a Pipeline of their own (js/redis.cjs).
+      name: 'RedisTokenStore (ioredis, enableAutoPipelining)',
+      redis: true,
+      client: null,
+      async connect(server) {
+        this.client = new Redis(server.port, '127.0.0.1', { lazyConnect: true, enableAutoPipelining: true });
+        await this.client.connect();
+        clients.push(() => this.client.quit());
+      },
+      open(options) {
+        return RedisTokenStore.open(this.client, { ...options, namespace: freshNamespace() });
+      },
+    },
   ];
   return { kinds, closeClients: async () => { for (const close of clients) await close().catch(() => {}); } };
 }
