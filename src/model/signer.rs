@@ -192,20 +192,30 @@ pub fn v2_signing_bytes(token: &CapToken) -> Vec<u8> {
 }
 
 fn write_v2(token: &impl TokenFields, out: &mut impl FnMut(&[u8])) {
-    fn string(out: &mut impl FnMut(&[u8]), s: &str) {
-        out(&length(s.len()));
-        out(s.as_bytes());
-    }
-    fn length(len: usize) -> [u8; 4] {
-        // Inputs are bounded far below 4 GiB (bearer and argument limits).
-        u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes()
-    }
     out(V2_DOMAIN);
-    string(out, token.agent_id());
+    write_fields(token, out);
+    write_string(out, token.nonce());
+}
+
+/// `s`, prefixed with its length in bytes (4, big-endian).
+pub(crate) fn write_string(out: &mut impl FnMut(&[u8]), s: &str) {
+    // Inputs are bounded far below 4 GiB (bearer and argument limits).
+    out(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out(s.as_bytes());
+}
+
+/// The fields between the `v2` domain and the nonce, each length-prefixed
+/// or fixed-width, so that no two field tuples write the same bytes: agent
+/// id, role, scopes, issue and expiry times, use budget. The record digest
+/// (`crate::remote::record_digest`) is written with them too.
+pub(crate) fn write_fields(token: &impl TokenFields, out: &mut impl FnMut(&[u8])) {
+    write_string(out, token.agent_id());
     out(&[token.role().code()]);
-    out(&length(token.scopes().len()));
+    out(&u32::try_from(token.scopes().len())
+        .unwrap_or(u32::MAX)
+        .to_be_bytes());
     for scope in token.scopes() {
-        string(out, scope);
+        write_string(out, scope);
     }
     out(&token.issued_at().to_be_bytes());
     out(&token.expire_at().to_be_bytes());
@@ -216,7 +226,6 @@ fn write_v2(token: &impl TokenFields, out: &mut impl FnMut(&[u8])) {
             out(&n.to_be_bytes());
         }
     }
-    string(out, token.nonce());
 }
 
 #[cfg(test)]

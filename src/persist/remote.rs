@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::entry::Scopes;
 use crate::error::CapTokenError;
 use crate::role::{Role, Verb};
+use crate::signer::{write_fields, write_string};
 use crate::snapshot::RestoreOptions;
 use crate::store::{narrower_scopes, MintOptions, Minted, StoreConfig, TokenStore};
 use crate::task::TaskInfo;
@@ -65,7 +66,8 @@ const RECORD_DIGEST_DOMAIN: &[u8] = b"captoken-record-v1";
 
 /// What a record is compared by: SHA-256 over every field but the nonce
 /// (which the fingerprint already binds), the signature included, each
-/// length-prefixed or fixed-width, so equal digests mean equal tokens for
+/// length-prefixed or fixed-width as the `v2` signing input writes them
+/// ([`crate::signer`]), so equal digests mean equal tokens for
 /// the same fingerprint in either format ([`crate::state`]'s `Entry::matches`
 /// rule, "the record is the authority"). The signature alone would not do:
 /// a record restored from an unsealed snapshot (`allowUnsealed`) and sealed
@@ -73,45 +75,26 @@ const RECORD_DIGEST_DOMAIN: &[u8] = b"captoken-record-v1";
 /// signing text lets bytes move between fields. Hashed without JSON: about
 /// 110 bytes, two SHA-256 blocks.
 pub fn record_digest(token: &impl TokenFields) -> [u8; 32] {
-    fn string(bytes: &mut Vec<u8>, s: &str) {
-        // Fields are bounded far below 4 GiB (bearer and argument limits).
-        bytes.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
-        bytes.extend_from_slice(s.as_bytes());
-    }
     // Written out first and hashed in one call: smaller code than a
     // hasher fed field by field.
     let mut bytes = Vec::with_capacity(128);
-    bytes.extend_from_slice(RECORD_DIGEST_DOMAIN);
+    let mut out = |part: &[u8]| bytes.extend_from_slice(part);
+    out(RECORD_DIGEST_DOMAIN);
     match token.v() {
-        None => bytes.push(0),
-        Some(v) => bytes.extend_from_slice(&[1, v]),
+        None => out(&[0]),
+        Some(v) => out(&[1, v]),
     }
-    string(&mut bytes, token.agent_id());
-    bytes.push(token.role().code());
-    let scopes = u32::try_from(token.scopes().len()).unwrap_or(u32::MAX);
-    bytes.extend_from_slice(&scopes.to_be_bytes());
-    for scope in token.scopes() {
-        string(&mut bytes, scope);
-    }
-    bytes.extend_from_slice(&token.issued_at().to_be_bytes());
-    bytes.extend_from_slice(&token.expire_at().to_be_bytes());
-    match token.max_uses() {
-        None => bytes.push(0),
-        Some(n) => {
-            bytes.push(1);
-            bytes.extend_from_slice(&n.to_be_bytes());
-        }
-    }
+    write_fields(token, &mut out);
     // The signature as its 32 bytes when it is canonical hex, else as text
     // (never minted or accepted, but compared all the same).
     match crate::hex::decode_lower::<32>(token.sig_hex()) {
         Some(signature) => {
-            bytes.push(1);
-            bytes.extend_from_slice(&signature);
+            out(&[1]);
+            out(&signature);
         }
         None => {
-            bytes.push(0);
-            string(&mut bytes, token.sig_hex());
+            out(&[0]);
+            write_string(&mut out, token.sig_hex());
         }
     }
     Sha256::digest(&bytes).into()
