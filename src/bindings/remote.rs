@@ -125,18 +125,7 @@ impl JsRemoteCore {
         let verb = throw(verb_arg(&verb))?;
         let task_arg = task_id;
         let task_id = throw(optional_task_arg(&task_arg))?;
-        // The hot path: decoded into a buffer kept from call to call, the
-        // token borrowed from it, the result built without JSON.
-        let mut buf = self.scratch.take();
-        let out = self.authorize_in(
-            &mut buf,
-            &bearer,
-            verb,
-            (task_id.as_deref(), &task_arg),
-            now as u64,
-        );
-        self.scratch.set(buf);
-        throw(out)
+        throw(self.authorize_in(&bearer, verb, (task_id.as_deref(), &task_arg), now as u64))
     }
 
     /// `authorize` for a bearer and task id the entry module wrote into the
@@ -154,20 +143,26 @@ impl JsRemoteCore {
             let bearer = throw(bearer)?;
             let verb = throw(verb_code_arg(verb))?;
             let task_id = throw(task_id)?;
-            let mut buf = self.scratch.take();
-            let out = self.authorize_in(
-                &mut buf,
-                bearer,
-                verb,
-                (task_id, &JsValue::UNDEFINED),
-                now as u64,
-            );
-            self.scratch.set(buf);
-            throw(out)
+            throw(self.authorize_in(bearer, verb, (task_id, &JsValue::UNDEFINED), now as u64))
         })
     }
 
+    /// Steps 1 to 4 on the hot path: decoded into a buffer kept from call
+    /// to call, the token borrowed from it, the result built without JSON.
     fn authorize_in(
+        &self,
+        bearer: &str,
+        verb: Verb,
+        task: (Option<&str>, &JsValue),
+        now: u64,
+    ) -> Result<JsValue, CapTokenError> {
+        let mut buf = self.scratch.take();
+        let out = self.authorize_with(&mut buf, bearer, verb, task, now);
+        self.scratch.set(buf);
+        out
+    }
+
+    fn authorize_with(
         &self,
         buf: &mut Vec<u8>,
         bearer: &str,
