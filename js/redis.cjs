@@ -23,6 +23,11 @@ const DEFAULT_TIMEOUT_MS = 2000;
 const BATCH = 500;
 /** The most verify and check calls one script call decides. */
 const MAX_BATCH = 64;
+/**
+ * The most calls of one turn sent at once (the rest follow a macrotask
+ * later): two batches in flight keep both Redis and this process busy.
+ */
+const FIRST_BATCH = 32;
 
 const invalid = (reason) => new CapTokenError(`invalid argument: ${reason}`, { code: 'ERR_INVALID_ARGUMENT' });
 const unavailable = (reason) => new CapTokenError(`store unavailable: ${reason}`, { code: 'ERR_STORE_UNAVAILABLE' });
@@ -239,34 +244,34 @@ class RedisTokenStore {
   }
 
   /** One command, within the timeout; any failure is ERR_STORE_UNAVAILABLE. */
-  async #command(args) {
-    if (this.#closed) throw unavailable('the store is closed');
+  #command(args) {
+    if (this.#closed) return Promise.reject(unavailable('the store is closed'));
     // Calls are sent in the order they were made: verify and check calls
     // still waiting for the end of the turn go first.
     if (this.#pending.length !== 0) this.#flush();
-    let timer;
-    const timeout = new Promise((_, reject) => {
-      timer = setTimeout(() => reject(unavailable(`Redis did not answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
-    });
+    let sent;
     try {
-      let sent;
-      try {
-        if (!this.#send.ready()) throw new Error('the client is not connected');
-        sent = Promise.resolve(this.#send.send(this.#key, args));
-      } catch (error) {
-        throw unavailable(describe(error));
-      }
-      sent.catch(() => {});
-      return await Promise.race([sent.catch((error) => {
+      if (!this.#send.ready()) throw new Error('the client is not connected');
+      sent = Promise.resolve(this.#send.send(this.#key, args));
+    } catch (error) {
+      return Promise.reject(unavailable(describe(error)));
+    }
+    // One promise settled by the reply or the timer, whichever comes first
+    // (every call pays for what this makes: no race of three promises).
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(unavailable(`Redis did not answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
+      sent.then((reply) => {
+        clearTimeout(timer);
+        resolve(reply);
+      }, (error) => {
+        clearTimeout(timer);
         // A script missing from the cache is the one reply #script handles;
         // anything else (connection lost, max retries, cluster down) means
         // the server did not answer.
-        if (/^NOSCRIPT/.test(String(error?.message))) throw Object.assign(new Error('NOSCRIPT'), { noscript: true });
-        throw unavailable(describe(error));
-      }), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+        if (/^NOSCRIPT/.test(String(error?.message))) reject(Object.assign(new Error('NOSCRIPT'), { noscript: true }));
+        else reject(unavailable(describe(error)));
+      });
+    });
   }
 
   /** EVALSHA a script; after a script-cache flush, one EVAL instead. */
@@ -308,20 +313,49 @@ class RedisTokenStore {
   // verify and check calls made in the same turn of the event loop share
   // one script call (js/redis/verify.lua runs them in order, each as if
   // alone): a call made alone is still one EVALSHA, and 64 calls in flight
-  // are one command instead of 64. Steps 1 to 4 run at the call, so a
-  // bearer that fails them never waits for the batch.
+  // are two commands of 32 instead of 64 commands. Steps 1 to 4 run at the
+  // call, so a bearer that fails them never waits for the batch.
   #pending = [];
 
   /** Steps 1 to 4 now, then into the next batch; resolves to a Grant or a Decision. */
   #decide(bearer, verb, taskId, spend) {
     const now = this.#now();
     const p = this.#admitted.authorize(bearer, verb, taskId, now);
-    const arg = `${spend ? '1' : '0'}${p.role === 'worker' ? 'w' : '-'}${p.kind}${p.fingerprint}${p.digest}${optional(p.taskArg)}`;
+    // Packed as js/redis/verify.lua reads it; the task is counted in UTF-8
+    // bytes, as the client sends it (authorize takes only well-formed text,
+    // at most 64 Ki units: six digits hold its length).
+    const task = p.taskArg;
+    const head = `${spend ? '1' : '0'}${p.role === 'worker' ? 'w' : '-'}${p.kind}`;
+    const arg = task === null
+      ? `${head}-${p.fingerprint}${p.digest}000000`
+      : `${head}=${p.fingerprint}${p.digest}${String(Buffer.byteLength(task)).padStart(6, '0')}${task}`;
     return new Promise((resolve, reject) => {
-      if (this.#pending.push({ arg, p, spend, resolve, reject }) === 1) queueMicrotask(this.#flush);
+      if (this.#pending.push({ arg, p, spend, resolve, reject }) === 1) queueMicrotask(this.#endTurn);
     });
   }
 
+  /**
+   * The end of a turn: up to FIRST_BATCH calls go at once and the rest a
+   * macrotask later, in their own command, so that Redis decides one batch
+   * while this process settles the replies of the other and makes the next
+   * calls (one batch of everything leaves one side idle while the other works).
+   */
+  #endTurn = () => {
+    const calls = this.#pending;
+    if (calls.length <= FIRST_BATCH) {
+      this.#flush();
+      return;
+    }
+    // Empty while the first batch is sent: #command sends what is pending first.
+    this.#pending = [];
+    this.#decideBatch(calls.slice(0, FIRST_BATCH));
+    // Nothing was added meanwhile (sending is synchronous up to the socket);
+    // calls made before the next flush queue behind these, in order.
+    this.#pending = calls.slice(FIRST_BATCH);
+    setImmediate(this.#flush);
+  };
+
+  /** Send every pending call now, in order, MAX_BATCH to a command. */
   #flush = () => {
     const calls = this.#pending;
     this.#pending = [];
@@ -331,31 +365,43 @@ class RedisTokenStore {
   };
 
   async #decideBatch(calls) {
-    let replies;
+    let reply;
     try {
-      replies = await this.#script('verify', calls.map((c) => c.arg));
-      if (!Array.isArray(replies) || replies.length !== calls.length) throw unavailable('unexpected reply from Redis');
+      reply = await this.#script('verify', [calls.length === 1 ? calls[0].arg : calls.map((c) => c.arg).join('')]);
+      if (!Array.isArray(reply) || typeof reply[0] !== 'string') throw unavailable('unexpected reply from Redis');
     } catch (error) {
       const e = error instanceof CapTokenError ? error : unavailable(describe(error));
       for (const c of calls) refuse(c, e);
       return;
     }
+    // {entries, extra...}: see js/redis/verify.lua.
+    const entries = reply[0].split(',');
+    if (entries.length !== calls.length + 1) {
+      const e = unavailable('unexpected reply from Redis');
+      for (const c of calls) refuse(c, e);
+      return;
+    }
+    let extra = 1;
     for (let i = 0; i < calls.length; i++) {
       const c = calls[i];
-      const reply = replies[i];
+      const entry = entries[i];
       // Every call settles, whatever happens to the others (a refusal
       // after close() is ERR_STORE_UNAVAILABLE: the core is gone).
       try {
-        if (typeof reply === 'string') {
-          const at = reply.indexOf(':');
-          const left = reply.slice(0, at);
-          const p = c.p;
-          const taskId = unoptional(reply.slice(at + 1));
-          const usesLeft = left === '-1' ? null : Number(left);
-          c.resolve(allowedResult(c.spend, p, taskId, usesLeft));
-        } else {
-          refuse(c, Array.isArray(reply) ? this.#refusal(reply, c.p.fingerprint) : unavailable('unexpected reply from Redis'));
+        if (entry.charCodeAt(0) === 33) { // '!'
+          const a = reply[extra++];
+          const b = reply[extra++];
+          refuse(c, this.#refusal(['E', entry.slice(1), a, b], c.p.fingerprint));
+          continue;
         }
+        const mark = entry.charCodeAt(entry.length - 1);
+        const left = entry.slice(0, -1);
+        let taskId;
+        if (mark === 58) taskId = null; // ':'
+        else if (mark === 61) taskId = c.p.taskArg; // '='
+        else if (mark === 42) taskId = String(reply[extra++]); // '*'
+        else throw unavailable('unexpected reply from Redis');
+        c.resolve(allowedResult(c.spend, c.p, taskId, left === '-1' ? null : Number(left)));
       } catch (error) {
         refuse(c, error instanceof CapTokenError ? error : unavailable(describe(error)));
       }

@@ -3,7 +3,7 @@
 -- maxRecords, maxMadePerWorkerToken, then the new record: fp, digest, json,
 -- uses, expire_at, key ttl, not_after ('' or the minting Worker's expiry)
 local fp, role = ARGV[2], ARGV[4]
-local r, e = decide(fp, ARGV[3], role, '2', ARGV[5])
+local r, e = decide(rkey(fp), ARGV[3], role == 'worker', '2', unopt(ARGV[5]))
 if not r then return e end
 local stage = ARGV[6]
 if stage == '1' then return {'DEFER'} end
@@ -13,7 +13,7 @@ local worker = role == 'worker'
 local handed = 0
 local refused
 if worker then
-  refused = limit(tonumber(r[5] or '0'), ARGV[9], 'maxMadePerWorkerToken', false)
+  refused = limit(tonumber(redis.call('HGET', rkey(fp), 'm') or '0'), ARGV[9], 'maxMadePerWorkerToken', false)
   if refused then return refused end
   if stage == '2' then return {'DEFER'} end
   if r[2] ~= '-1' then

@@ -42,16 +42,16 @@ local function is_below(task, anc)
   return false
 end
 
--- Steps 5 to 7 without spending. kind: '1' the verb must name the bound
--- task, '2' the bound task or one below it, '0' no rule. targ: the named
--- task, optional. Returns the record {d, u, x, t, m} or nil and the refusal.
-local function decide(fp, digest, role, kind, targ)
-  local r = redis.call('HMGET', rkey(fp), 'd', 'u', 'x', 't', 'm')
+-- Steps 5 to 7 without spending, for the record at key. worker: the token
+-- is a Worker's. kind: '1' the verb must name the bound task, '2' the bound
+-- task or one below it, '0' no rule. named: the named task or nil. Returns
+-- the record {d, u, x, t} or nil and the refusal.
+local function decide(key, digest, worker, kind, named)
+  local r = redis.call('HMGET', key, 'd', 'u', 'x', 't')
   if not r[1] then return nil, fail('ERR_TOKEN_NOT_FOUND') end
   if r[1] ~= digest then return nil, fail('ERR_BAD_SIGNATURE') end
-  if role == 'worker' and kind ~= '0' then
+  if worker and kind ~= '0' then
     local bound = r[4] or nil
-    local named = unopt(targ)
     local ok
     if kind == '1' then
       ok = bound ~= nil and named ~= nil and bound == named
@@ -62,7 +62,7 @@ local function decide(fp, digest, role, kind, targ)
     else
       ok = named == bound or is_below(named, bound)
     end
-    if not ok then return nil, fail('ERR_TOKEN_TASK_MISMATCH', opt(bound), targ) end
+    if not ok then return nil, fail('ERR_TOKEN_TASK_MISMATCH', opt(bound), opt(named)) end
   end
   if r[3] == '1' then return nil, fail('ERR_TOKEN_REVOKED') end
   if r[2] == '0' then return nil, fail('ERR_TOKEN_USES_EXHAUSTED') end

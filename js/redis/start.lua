@@ -3,7 +3,7 @@
 -- check), maxSpawnDepth, maxTasks, maxTasksPerTree, maxChildrenPerTask,
 -- maxMadePerWorkerToken
 local fp, role = ARGV[2], ARGV[4]
-local r, e = decide(fp, ARGV[3], role, '2', ARGV[5])
+local r, e = decide(rkey(fp), ARGV[3], role == 'worker', '2', unopt(ARGV[5]))
 if not r then return e end
 local worker = role == 'worker'
 local parent = unopt(ARGV[5])
@@ -28,7 +28,7 @@ if redis.call('EXISTS', tkey(id)) == 1 then
 end
 local refused
 if worker then
-  refused = limit(tonumber(r[5] or '0'), ARGV[13], 'maxMadePerWorkerToken', false)
+  refused = limit(tonumber(redis.call('HGET', rkey(fp), 'm') or '0'), ARGV[13], 'maxMadePerWorkerToken', false)
   if refused then return refused end
 end
 if parent then

@@ -8,7 +8,7 @@ import { createClient } from 'redis';
 import { RedisTokenStore, TokenStore } from 'captoken/redis';
 import { SECRET } from '../node/helpers.js';
 import { serverWithClient } from './server.js';
-import { freshNamespace } from './stores.js';
+import { asyncAdapter, freshNamespace } from './stores.js';
 
 const redis = serverWithClient();
 
@@ -40,6 +40,26 @@ test('calls are sent in the order they were made, batched or not', async () => {
   await store.close();
 });
 
+test('more calls than the first batch: the rest follow in order, before any later command', async () => {
+  const store = await RedisTokenStore.open(redis.client, { secret: SECRET, namespace: freshNamespace() });
+  const op = await store.attachOperator('op');
+  await store.startTask(op.bearer, { taskId: 't' });
+  const w = await store.dispatchAttempt(op.bearer, 't', { maxUses: 60 });
+  const left = (promise) => promise.then((g) => g.usesLeft, (e) => e.code);
+  // 40 calls: 32 go at the end of the turn, 8 wait a macrotask; 10 more
+  // made after the end of the turn (a microtask later) queue behind them.
+  const calls = Array.from({ length: 40 }, () => left(store.verify(w.bearer, 'fetch_prompt', 't')));
+  await Promise.resolve();
+  await Promise.resolve();
+  calls.push(...Array.from({ length: 10 }, () => left(store.verify(w.bearer, 'fetch_prompt', 't'))));
+  // A revoke made now is sent after every one of them.
+  const revoked = store.revoke(w.fingerprint);
+  const after = outcome(store.check(w.bearer, 'fetch_prompt', 't'));
+  assert.deepEqual(await Promise.all(calls), Array.from({ length: 50 }, (_, i) => 59 - i));
+  assert.deepEqual([await revoked, await after], [true, 'ERR_TOKEN_REVOKED']);
+  await store.close();
+});
+
 test('closing the store while a batch is in flight settles every call', async () => {
   const store = await RedisTokenStore.open(redis.client, { secret: SECRET, namespace: freshNamespace() });
   const known = (await store.mint('k', 'worker')).bearer;
@@ -64,4 +84,55 @@ test('closing the store while a batch is in flight settles every call', async ()
   } finally {
     await pauser.quit();
   }
+});
+
+test('a batch decides every call as the local store does, whatever its task ids hold', async () => {
+  // Task ids with the characters the packed call and reply use (',', '!',
+  // ':', '=', '*'), multi-byte UTF-8 (counted in bytes there, in UTF-16
+  // units here), and a named task far longer than any tracked id.
+  const ids = ['plain', 'a,b', '!x', 'has:colon', '=eq', '*star', ':', 'é-naïve', '😀', '任务', `${'x'.repeat(200)}ü`, ''];
+  const now = () => 1_800_000_000;
+  const local = asyncAdapter(new TokenStore({ secret: SECRET, now }));
+  const remote = await RedisTokenStore.open(redis.client, { secret: SECRET, namespace: freshNamespace(), now });
+  const run = async (store) => {
+    const op = await store.attachOperator('op');
+    const workers = [];
+    for (const id of ids.filter(Boolean)) {
+      await store.startTask(op.bearer, { taskId: id });
+      await store.startTask(op.bearer, { taskId: `${id}/c`, parentId: id });
+      workers.push([id, (await store.dispatchAttempt(op.bearer, id, { maxUses: 3 })).bearer]);
+    }
+    const untracked = (await store.mint('u', 'worker', { taskId: 'untracked,!:=*' })).bearer;
+    const calls = [];
+    for (const [id, w] of workers) {
+      calls.push(
+        store.verify(w, 'fetch_prompt', id),
+        store.check(w, 'start_task', `${id}/c`),
+        store.check(w, 'start_task'),
+        store.verify(w, 'fetch_prompt', `other${id}`),
+        store.check(op.bearer, 'heartbeat'),
+        store.verify(w, 'fetch_prompt', 'é'.repeat(30_000)),
+        store.verify(w, 'fetch_prompt', id),
+        store.verify(w, 'fetch_prompt', id),
+        store.verify(w, 'fetch_prompt', id),
+      );
+    }
+    calls.push(store.verify(untracked, 'fetch_prompt', 'untracked,!:=*'), store.verify(untracked, 'fetch_prompt', ''),
+      store.verify(untracked, 'start_task'));
+    const settled = await Promise.allSettled(calls);
+    return settled.map((s) => JSON.stringify(s.status === 'fulfilled' ? s.value : { code: s.reason.code, message: s.reason.message })
+      .replace(/[0-9a-f]{64}/g, 'FP'));
+  };
+  const expected = await run(local);
+  assert.ok(expected.length > 64, 'more calls than one batch holds');
+  for (const code of ['ERR_TOKEN_TASK_MISMATCH', 'ERR_TOKEN_USES_EXHAUSTED', '"allowed":true']) {
+    assert.ok(expected.some((o) => o.includes(code)), code);
+  }
+  // Compared call by call: a diff of ~60 KB strings would take assert minutes.
+  const actual = await run(remote);
+  assert.equal(actual.length, expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    if (actual[i] !== expected[i]) assert.fail(`call ${i}: ${actual[i].slice(0, 400)}\n  expected ${expected[i].slice(0, 400)}`);
+  }
+  await remote.close();
 });
