@@ -55,6 +55,12 @@ function adapt(client) {
   }
   // ioredis: Redis and Cluster both have call() and a status string.
   if (typeof client.call === 'function' && typeof client.status === 'string') {
+    // ioredis would prefix the keys a command names but not the ones the
+    // scripts build from the namespace: a store's keys would straddle two
+    // prefixes, and two prefixes would not keep two stores apart.
+    if (client.options?.keyPrefix || client.options?.redisOptions?.keyPrefix) {
+      throw invalid('an ioredis client with keyPrefix: give the store a namespace instead');
+    }
     return {
       kind: client.isCluster ? 'ioredis-cluster' : 'ioredis',
       send: (_key, args) => {
@@ -64,6 +70,15 @@ function adapt(client) {
         // already (verify's carries up to 64 calls): a Pipeline of its own
         // writes it at once (measured: 179-192k -> 210-224k verifies/s, 64
         // in flight).
+        if (args[0] === 'EVALSHA' && client.options?.enableAutoPipelining === true) {
+          // A Redis client sends a Command of its own at once, as call()
+          // does without auto-pipelining (a Cluster has no Command class).
+          const Command = client.constructor?.Command;
+          if (!client.isCluster && typeof Command === 'function' && typeof client.sendCommand === 'function') {
+            return client.sendCommand(new Command('evalsha', args.slice(1),
+              { replyEncoding: 'utf8' }));
+          }
+        }
         if (args[0] === 'EVALSHA' && client.options?.enableAutoPipelining === true && typeof client.pipeline === 'function') {
           return client.pipeline().call(...args).exec().then((replies) => {
             const [error, reply] = replies?.[0] ?? [new Error('no reply')];

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createClient } from 'redis';
-import { Redis } from 'ioredis';
+import { Redis, Cluster } from 'ioredis';
 import { RedisTokenStore, CapTokenError } from 'captoken/redis';
 import { SECRET } from '../node/helpers.js';
 import { startRedis } from './server.js';
@@ -44,6 +44,14 @@ test('a missing, foreign or closed client is a CapTokenError, never a hang', asy
   }
   const server = await startRedis();
   try {
+    // An ioredis keyPrefix would cover only some of a store's keys: refused.
+    const prefixed = new Redis(server.port, '127.0.0.1', { keyPrefix: 'app:' });
+    const prefixedCluster = new Cluster([{ host: '127.0.0.1', port: server.port }], { lazyConnect: true, redisOptions: { keyPrefix: 'app:' } });
+    for (const c of [prefixed, prefixedCluster]) {
+      await assert.rejects(RedisTokenStore.open(c, { secret: SECRET, namespace: 'x' }),
+        (e) => e instanceof CapTokenError && e.code === 'ERR_INVALID_ARGUMENT' && /keyPrefix/.test(e.message));
+      c.disconnect();
+    }
     const client = createClient({ url: server.url });
     client.on('error', () => {});
     await client.connect();
