@@ -364,9 +364,8 @@ class RedisTokenStore {
     // Empty while the first batch is sent: #command sends what is pending first.
     this.#pending = [];
     this.#decideBatch(calls.slice(0, FIRST_BATCH));
-    // Nothing was added meanwhile (sending is synchronous up to the socket);
-    // calls made before the next flush queue behind these, in order.
-    this.#pending = calls.slice(FIRST_BATCH);
+    // Calls made before the next flush queue behind these, in order.
+    this.#pending = calls.slice(FIRST_BATCH).concat(this.#pending);
     setImmediate(this.#flush);
   };
 
@@ -391,7 +390,13 @@ class RedisTokenStore {
     }
     // {entries, extra...}: see js/redis/verify.lua.
     const entries = reply[0].split(',');
-    if (entries.length !== calls.length + 1) {
+    let extras = 0;
+    for (let i = 0; i < entries.length - 1; i++) {
+      const entry = entries[i];
+      if (entry.charCodeAt(0) === 33) extras += 2; // '!': a refusal's two details
+      else if (entry.charCodeAt(entry.length - 1) === 42) extras += 1; // '*': a bound task
+    }
+    if (entries.length !== calls.length + 1 || extras !== reply.length - 1) {
       const e = unavailable('unexpected reply from Redis');
       for (const c of calls) refuse(c, e);
       return;
@@ -711,6 +716,9 @@ class RedisTokenStore {
   /** Close the store; later calls reject with ERR_STORE_UNAVAILABLE. The client stays the caller's. */
   async close() {
     if (this.#closed) return;
+    // Calls made before close() are sent (their replies settle them as for
+    // a batch already in flight); only later calls are refused.
+    if (this.#pending.length !== 0) this.#flush();
     this.#closed = true;
     this.#admitted.clear();
     this.#coreRef.free();

@@ -86,6 +86,24 @@ test('closing the store while a batch is in flight settles every call', async ()
   }
 });
 
+test('calls made before close() are sent and decided, the deferred ones too', async () => {
+  const namespace = freshNamespace();
+  const store = await RedisTokenStore.open(redis.client, { secret: SECRET, namespace });
+  const op = await store.attachOperator('op');
+  await store.startTask(op.bearer, { taskId: 't' });
+  const w = await store.dispatchAttempt(op.bearer, 't', { maxUses: 100 });
+  const calls = Array.from({ length: 40 }, () => outcome(store.verify(w.bearer, 'fetch_prompt', 't')));
+  await Promise.resolve();
+  await Promise.resolve(); // the end of the turn: 32 sent, 8 waiting
+  calls.push(outcome(store.verify(w.bearer, 'fetch_prompt', 't')));
+  await store.close();
+  calls.push(outcome(store.verify(w.bearer, 'fetch_prompt', 't')));
+  assert.deepEqual(await Promise.all(calls), [...Array(41).fill('allowed'), 'ERR_STORE_UNAVAILABLE']);
+  const other = await RedisTokenStore.open(redis.client, { secret: SECRET, namespace });
+  assert.equal((await other.record(w.fingerprint)).uses_left, 59);
+  await other.close();
+});
+
 test('a batch decides every call as the local store does, whatever its task ids hold', async () => {
   // Task ids with the characters the packed call and reply use (',', '!',
   // ':', '=', '*'), multi-byte UTF-8 (counted in bytes there, in UTF-16
