@@ -2,11 +2,10 @@
 -- 'made'), id, deferred ('1': the id is refused, reported after the depth
 -- check), maxSpawnDepth, maxTasks, maxTasksPerTree, maxChildrenPerTask,
 -- maxMadePerWorkerToken
-local fp, role = ARGV[2], ARGV[4]
-local r, e = decide(rkey(fp), ARGV[3], role == 'worker', '2', unopt(ARGV[5]))
+local fp, worker, parent = ARGV[2], ARGV[4] == 'worker', unopt(ARGV[5])
+local key = rkey(fp)
+local r, e = decide(key, ARGV[3], worker, '2', parent)
 if not r then return e end
-local worker = role == 'worker'
-local parent = unopt(ARGV[5])
 if parent == nil and worker then
   parent = r[4] or nil
   if parent == nil then return fail('ERR_TASK_NOT_FOUND') end
@@ -28,7 +27,7 @@ if redis.call('EXISTS', tkey(id)) == 1 then
 end
 local refused
 if worker then
-  refused = limit(tonumber(redis.call('HGET', rkey(fp), 'm') or '0'), ARGV[13], 'maxMadePerWorkerToken', false)
+  refused = limit(tonumber(redis.call('HGET', key, 'm') or '0'), ARGV[13], 'maxMadePerWorkerToken', false)
   if refused then return refused end
 end
 if parent then
@@ -43,7 +42,7 @@ refused = limit(redis.call('SCARD', TIDX), ARGV[10], 'maxTasks', worker)
 if refused then return refused end
 refused = spend(fp, r, 1)
 if refused then return refused end
-if worker then redis.call('HINCRBY', rkey(fp), 'm', 1) end
+if worker then redis.call('HINCRBY', key, 'm', 1) end
 redis.call('HSET', tkey(id), 'd', depth, 'r', root or id, 'c', 0, 'n', 1)
 if parent then
   redis.call('HSET', tkey(id), 'p', parent)
