@@ -379,7 +379,7 @@ The same with a different bearer every call (${int(redis.distinct ?? 5000)} in t
 
 ${cold}
 
-Calls made in the same turn of the event loop share \`EVALSHA\` commands, their calls packed into one argument and
+Calls made in the same turn of the event loop share \`FCALL\` commands (the store's Lua runs as Redis Functions), their calls packed into one argument and
 their answers into one reply: the first 32 go at once and the rest a macrotask later, so with 64 in flight two
 batches of 32 alternate, and Redis decides one while the process settles the other and makes the next calls. On a
 2-core machine the four peer processes and redis-server share the two cores, so four processes do not add

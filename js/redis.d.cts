@@ -35,7 +35,7 @@ export declare class RedisTokenStore {
   adopt(bearer: string, taskId?: string | null): Promise<string>;
   startTask(bearer: string, options?: StartTaskOptions): Promise<TaskInfo>;
   dispatchAttempt(bearer: string, taskId: string, options?: MintOptions): Promise<Minted>;
-  /** Resolves to a Grant or rejects with a CapTokenError. Calls made in the same turn share one EVALSHA (64 at most). */
+  /** Resolves to a Grant or rejects with a CapTokenError. Calls made in the same turn share one FCALL (or EVALSHA; 64 at most). */
   verify(bearer: string, verb: Verb, taskId?: string | null): Promise<Grant>;
   /** As verify, spending nothing; never rejects. */
   check(bearer: string, verb: Verb, taskId?: string | null): Promise<Decision>;

@@ -1,6 +1,8 @@
--- Shared by every captoken script (prepended by js/redis.cjs). KEYS[1] is
--- the namespace's record index; every key of a namespace starts with the
--- prefix ARGV[1] = 'ct:{<namespace>}:' and so shares its hash slot.
+-- Shared by every captoken script: js/redis.cjs loads them as one library
+-- of Redis Functions (this prelude runs once, at load), or as scripts with
+-- this prelude in front of each. KEYS[1] is the namespace's record index;
+-- every key of a namespace starts with the prefix ARGV[1] =
+-- 'ct:{<namespace>}:' and so shares its hash slot.
 -- Keys: r:<fp> record hash (d digest, j token JSON without nonce, u uses
 -- left or -1, x revoked 0/1, t bound task, o role, e expire_at, m made,
 -- a not_after: the expiry of the Worker that minted the token, which no
@@ -8,9 +10,14 @@
 -- R set of fingerprints; t:<id> task hash (p parent, d depth, r root,
 -- c children, n tree size); T set of task ids; k:<id> child ids;
 -- b:<id> fingerprints bound to the task.
-local P = ARGV[1]
-local RIDX = KEYS[1]
-local TIDX = P .. 'T'
+-- Set by enter() at the start of every call (the library's functions share
+-- them; Redis runs one call at a time).
+local P, RIDX, TIDX
+local function enter(keys, argv)
+  P = argv[1]
+  RIDX = keys[1]
+  TIDX = P .. 'T'
+end
 local function rkey(fp) return P .. 'r:' .. fp end
 local function tkey(id) return P .. 't:' .. id end
 -- Optional strings travel as '' (none) or '=' .. value.

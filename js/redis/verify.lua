@@ -12,49 +12,49 @@
 -- how the bound task is told: ':' none, '=' the named task, '*' the next
 -- extra; for a refusal '!' .. code, and its two details are the next two
 -- extras.
--- Written for speed: each HMGET field costs Redis about as much as four
--- string.sub (measured), so decide asks for four fields, and the loop makes
--- few strings (the reply's parts are joined once, at the end).
+-- Written for speed: the loop makes few strings and calls, and the reply's
+-- parts are joined once, at the end (measured with FCALL: 32 calls in
+-- 96-125 µs of Redis time before, 87-100 µs after).
 local calls = ARGV[2]
+local last = #calls
+local sub, byte = string.sub, string.byte
+local rprefix = P .. 'r:'
 local parts = {}
 local out = {''}
+local n = 0
 local at = 1
-local last = #calls
 while at <= last do
-  local key = rkey(string.sub(calls, at + 4, at + 67))
-  local digest_at = at + 68
-  local len = tonumber(string.sub(calls, digest_at + 64, digest_at + 69))
+  local key = rprefix .. sub(calls, at + 4, at + 67)
+  local len = tonumber(sub(calls, at + 132, at + 137))
   if not len then return redis.error_reply('ERR malformed call') end
   local named
-  if string.byte(calls, at + 3) == 61 then -- '='
-    named = string.sub(calls, digest_at + 70, digest_at + 69 + len)
+  if byte(calls, at + 3) == 61 then -- '='
+    named = sub(calls, at + 138, at + 137 + len)
   end
-  local r, e = decide(key, string.sub(calls, digest_at, digest_at + 63), string.byte(calls, at + 1) == 119, -- 'w'
-    string.sub(calls, at + 2, at + 2), named)
-  local n = #parts
+  local r, e = decide(key, sub(calls, at + 68, at + 131), byte(calls, at + 1) == 119, -- 'w'
+    sub(calls, at + 2, at + 2), named)
   if r then
     local left = r[2]
-    if string.byte(calls, at) == 49 and left ~= '-1' then -- '1': spend
+    if byte(calls, at) == 49 and left ~= '-1' then -- '1': spend
       left = redis.call('HINCRBY', key, 'u', -1)
     end
     local bound = r[4]
-    parts[n + 1] = left
     if not bound then
-      parts[n + 2] = ':,'
+      parts[n + 1] = left .. ':,'
     elseif bound == named then
-      parts[n + 2] = '=,'
+      parts[n + 1] = left .. '=,'
     else
-      parts[n + 2] = '*,'
+      parts[n + 1] = left .. '*,'
       out[#out + 1] = bound
     end
+    n = n + 1
   else
-    parts[n + 1] = '!'
-    parts[n + 2] = e[2]
-    parts[n + 3] = ','
+    parts[n + 1] = '!' .. e[2] .. ','
+    n = n + 1
     out[#out + 1] = e[3]
     out[#out + 1] = e[4]
   end
-  at = digest_at + 70 + len
+  at = at + 138 + len
 end
-out[1] = table.concat(parts)
+if n == 1 then out[1] = parts[1] else out[1] = table.concat(parts) end
 return out

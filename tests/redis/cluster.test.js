@@ -72,36 +72,55 @@ test('two namespaces land on different masters and never see each other', async 
   assert.equal(await storeB.size(), 1);
 });
 
-test('open() on an ioredis Cluster that is still connecting loads every script on every master', async () => {
-  const ports = cluster.nodes.map((n) => n.port);
-  const fresh = new Cluster(ports.map((port) => ({ host: '127.0.0.1', port })));
-  try {
-    for (const port of ports) cli(port, 'SCRIPT', 'FLUSH');
-    assert.equal(fresh.status === 'ready', false);
-    const store = await RedisTokenStore.open(fresh, { secret: SECRET, namespace: 'connecting' });
+// Without FUNCTION (an ACL user here, an older server elsewhere), the
+// store runs the same code as scripts, loaded on every master the same way.
+const NO_FUNCTIONS = { username: 'captoken-no-functions', password: 'pw-no-functions' };
+for (const mode of ['functions', 'scripts']) {
+  test(`open() on an ioredis Cluster that is still connecting loads the ${mode} on every master`, async () => {
+    const ports = cluster.nodes.map((n) => n.port);
     for (const port of ports) {
-      const flags = cli(port, 'SCRIPT', 'EXISTS', ...scriptShas()).split('\n');
-      assert.deepEqual(flags, flags.map(() => '1'), `master ${port}`);
+      cli(port, 'ACL', 'SETUSER', NO_FUNCTIONS.username, 'on', `>${NO_FUNCTIONS.password}`, '~*', '&*', '+@all', '-function');
+      cli(port, 'FUNCTION', 'FLUSH');
+      cli(port, 'SCRIPT', 'FLUSH');
     }
-    // A verify made before a revoke in the same turn is decided first.
-    const op = await store.attachOperator('op');
-    const w = await store.mint('w', 'worker', { maxUses: 1 });
-    const [verified, live] = await Promise.all([
-      store.verify(w.bearer, 'fetch_data').then(() => 'allowed', (e) => e.code),
-      store.revoke(w.fingerprint),
-    ]);
-    assert.deepEqual([verified, live], ['allowed', true]);
-    assert.ok(op.bearer);
-    await store.close();
-  } finally {
-    fresh.disconnect();
-  }
-});
+    const fresh = new Cluster(ports.map((port) => ({ host: '127.0.0.1', port })),
+      mode === 'scripts' ? { redisOptions: NO_FUNCTIONS } : {});
+    try {
+      assert.equal(fresh.status === 'ready', false);
+      const store = await RedisTokenStore.open(fresh, { secret: SECRET, namespace: `connecting-${mode}` });
+      for (const port of ports) {
+        const listed = cli(port, 'FUNCTION', 'LIST', 'LIBRARYNAME', 'captoken_*');
+        const libraries = [...listed.matchAll(/captoken_[0-9a-f]{16}_(\w+)/g)]
+          .map((m) => m[1]).sort();
+        const flags = cli(port, 'SCRIPT', 'EXISTS', ...scriptShas()).split('\n');
+        if (mode === 'functions') {
+          assert.deepEqual(libraries, ['dispatch', 'import', 'mint', 'purge', 'read', 'remint', 'revoke', 'start', 'verify'], `master ${port}: ${listed}`);
+          assert.deepEqual(flags, flags.map(() => '0'), `master ${port}`);
+        } else {
+          assert.deepEqual(libraries, [], `master ${port}`);
+          assert.deepEqual(flags, flags.map(() => '1'), `master ${port}`);
+        }
+      }
+      // A verify made before a revoke in the same turn is decided first.
+      const op = await store.attachOperator('op');
+      const w = await store.mint('w', 'worker', { maxUses: 1 });
+      const [verified, live] = await Promise.all([
+        store.verify(w.bearer, 'fetch_data').then(() => 'allowed', (e) => e.code),
+        store.revoke(w.fingerprint),
+      ]);
+      assert.deepEqual([verified, live], ['allowed', true]);
+      assert.ok(op.bearer);
+      await store.close();
+    } finally {
+      fresh.disconnect();
+    }
+  });
+}
 
 /** The SHA-1 of every script js/redis.cjs loads (prelude + body). */
 function scriptShas() {
   const dir = new URL('../../js/redis/', import.meta.url);
   const prelude = readFileSync(new URL('prelude.lua', dir), 'utf8');
   return readdirSync(dir).filter((f) => f.endsWith('.lua') && f !== 'prelude.lua')
-    .map((f) => createHash('sha1').update(`${prelude}\n${readFileSync(new URL(f, dir), 'utf8')}`).digest('hex'));
+    .map((f) => createHash('sha1').update(`${prelude}\nenter(KEYS, ARGV)\n${readFileSync(new URL(f, dir), 'utf8')}`).digest('hex'));
 }

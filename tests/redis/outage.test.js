@@ -76,6 +76,34 @@ test('a missing, foreign or closed client is a CapTokenError, never a hang', asy
   }
 });
 
+test('a server out of memory still decides verify and check; calls that add keys are refused', async () => {
+  const server = await startRedis();
+  const client = await createClient({ url: server.url }).connect();
+  try {
+    const store = await RedisTokenStore.open(client, { secret: SECRET, namespace: freshNamespace(), timeoutMs: TIMEOUT });
+    const op = await store.attachOperator('op');
+    await store.startTask(op.bearer, { taskId: 't' });
+    const w = await store.dispatchAttempt(op.bearer, 't', { maxUses: 2 });
+    await client.sendCommand(['CONFIG', 'SET', 'maxmemory-policy', 'noeviction']);
+    await client.sendCommand(['CONFIG', 'SET', 'maxmemory', '1']);
+    try {
+      assert.equal((await store.verify(w.bearer, 'fetch_prompt', 't')).usesLeft, 1);
+      assert.equal((await store.check(w.bearer, 'fetch_prompt', 't')).usesLeft, 1);
+      assert.equal((await store.verify(w.bearer, 'fetch_prompt', 't')).usesLeft, 0);
+      await assert.rejects(store.verify(w.bearer, 'fetch_prompt', 't'), { code: 'ERR_TOKEN_USES_EXHAUSTED' });
+      await assert.rejects(store.dispatchAttempt(op.bearer, 't'), (e) => e.code === 'ERR_STORE_UNAVAILABLE' && /OOM/.test(e.message));
+      await assert.rejects(store.startTask(op.bearer), { code: 'ERR_STORE_UNAVAILABLE' });
+    } finally {
+      await client.sendCommand(['CONFIG', 'SET', 'maxmemory', '0']);
+    }
+    await store.dispatchAttempt(op.bearer, 't');
+    await store.close();
+  } finally {
+    await client.quit();
+    await server.stop();
+  }
+});
+
 test('Redis killed and not restarted: every call settles within the timeout, nothing granted', async () => {
   const server = await startRedis();
   const open = await clients(server);

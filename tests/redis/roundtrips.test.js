@@ -1,12 +1,13 @@
 // Round trips, counted with MONITOR on a real redis-server, for node-redis
-// and ioredis: verify and check send exactly one command (EVALSHA) once the
-// script is cached, shared by the calls made in the same turn (32, then 64 at most);
-// the first call after SCRIPT FLUSH one fallback (EVAL);
+// and ioredis: verify and check send exactly one command (FCALL; EVALSHA for
+// a user the server refuses FUNCTION LOAD) once the library (or script) is
+// loaded, shared by the calls made in the same turn (32, then 64 at most);
+// the first call after a FUNCTION FLUSH (SCRIPT FLUSH) one fallback (EVAL);
 // a bearer failing a stateless step sends none. No command carries a nonce,
 // a bearer or the secret.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import readline from 'node:readline';
 import { createClient } from 'redis';
 import { Redis } from 'ioredis';
@@ -15,6 +16,7 @@ import { SECRET, OTHER_SECRET, TokenStore, T0 } from '../node/helpers.js';
 import { startRedis } from './server.js';
 import { freshNamespace } from './stores.js';
 
+const NO_FUNCTIONS = { username: 'captoken-no-functions', password: 'pw-no-functions' };
 let server;
 let monitor;
 const lines = [];
@@ -22,6 +24,9 @@ before(async () => {
   server = await startRedis();
   monitor = spawn('redis-cli', ['-p', String(server.port), 'MONITOR'], { stdio: ['ignore', 'pipe', 'ignore'] });
   readline.createInterface({ input: monitor.stdout }).on('line', (line) => lines.push(line));
+  // A user who may run everything but FUNCTION: its stores run scripts.
+  execFileSync('redis-cli', ['-p', String(server.port), 'ACL', 'SETUSER', NO_FUNCTIONS.username, 'on',
+    `>${NO_FUNCTIONS.password}`, '~*', '&*', '+@all', '-function']);
   await new Promise((r) => setTimeout(r, 200));
 });
 after(async () => {
@@ -30,25 +35,30 @@ after(async () => {
 });
 
 const kinds = [
-  ['node-redis', async () => {
-    const c = await createClient({ url: server.url }).connect();
-    return { echo: (m) => c.sendCommand(['ECHO', m]), flush: () => c.sendCommand(['SCRIPT', 'FLUSH']), client: c };
+  ['node-redis', async (user) => {
+    const c = await createClient({ url: server.url, ...user }).connect();
+    return { echo: (m) => c.sendCommand(['ECHO', m]), command: (...args) => c.sendCommand(args), client: c };
   }],
-  ['ioredis', async () => {
-    const c = new Redis(server.port, '127.0.0.1');
+  ['ioredis', async (user) => {
+    const c = new Redis(server.port, '127.0.0.1', { ...user });
     await c.ping();
-    return { echo: (m) => c.call('ECHO', m), flush: () => c.call('SCRIPT', 'FLUSH'), client: c };
+    return { echo: (m) => c.call('ECHO', m), command: (...args) => c.call(...args), client: c };
   }],
-  ['ioredis with enableAutoPipelining', async () => {
-    const c = new Redis(server.port, '127.0.0.1', { enableAutoPipelining: true });
+  ['ioredis with enableAutoPipelining', async (user) => {
+    const c = new Redis(server.port, '127.0.0.1', { ...user, enableAutoPipelining: true });
     await c.ping();
-    return { echo: (m) => c.call('ECHO', m), flush: () => c.call('SCRIPT', 'FLUSH'), client: c };
+    return { echo: (m) => c.call('ECHO', m), command: (...args) => c.call(...args), client: c };
   }],
 ];
+const modes = [
+  { mode: 'functions', user: {}, call: '"FCALL"', flush: ['FUNCTION', 'FLUSH'], fallback: ['"FCALL"', '"EVAL"', '"FUNCTION"'] },
+  { mode: 'scripts', user: NO_FUNCTIONS, call: '"EVALSHA"', flush: ['SCRIPT', 'FLUSH'], fallback: ['"EVALSHA"', '"EVAL"'] },
+];
 
-for (const [name, connect] of kinds) {
+for (const [kind, connect] of kinds) for (const { mode, user, call, flush, fallback } of modes) {
+  const name = `${kind}, ${mode}`;
   test(`round trips with ${name}`, async (t) => {
-    const c = await connect();
+    const c = await connect(user);
     // A failed assertion must not leave the client reconnecting forever.
     t.after(() => c.client.disconnect());
     let marks = 0;
@@ -76,10 +86,10 @@ for (const [name, connect] of kinds) {
 
     let sent = await commands(() => store.verify(w.bearer, 'fetch_prompt', 't'));
     assert.equal(sent.length, 1, sent.join('\n'));
-    assert.match(sent[0], /^"EVALSHA"/);
+    assert.equal(sent[0].split(' ')[0], call);
     sent = await commands(() => store.check(w.bearer, 'fetch_prompt', 't'));
     assert.equal(sent.length, 1);
-    assert.match(sent[0], /^"EVALSHA"/);
+    assert.equal(sent[0].split(' ')[0], call);
     // A refusal decided in the server is one command too.
     sent = await commands(() => store.check(w.bearer, 'fetch_prompt', 'other'));
     assert.equal(sent.length, 1);
@@ -97,12 +107,14 @@ for (const [name, connect] of kinds) {
     });
     assert.deepEqual(sent, []);
 
-    // After a script-cache flush: one fallback, then one command again.
-    await c.flush();
+    // After the server lost the library (scripts): one fallback, then one
+    // command again (the library goes back with the fallback's EVAL).
+    const before = (await store.check(w.bearer, 'fetch_prompt', 't')).usesLeft;
+    await c.command(...flush);
+    sent = await commands(async () => assert.equal((await store.verify(w.bearer, 'fetch_prompt', 't')).usesLeft, before - 1));
+    assert.deepEqual(sent.map((l) => l.split(' ')[0]), fallback);
     sent = await commands(() => store.verify(w.bearer, 'fetch_prompt', 't'));
-    assert.deepEqual(sent.map((l) => l.split(' ')[0]), ['"EVALSHA"', '"EVAL"']);
-    sent = await commands(() => store.verify(w.bearer, 'fetch_prompt', 't'));
-    assert.deepEqual(sent.map((l) => l.split(' ')[0]), ['"EVALSHA"']);
+    assert.deepEqual(sent.map((l) => l.split(' ')[0]), [call]);
 
     // Calls made in the same turn share commands: the first 32 at once, the
     // rest a macrotask later, 64 to a command (129: the garbage bearer sends
@@ -121,7 +133,7 @@ for (const [name, connect] of kinds) {
         ...Array.from({ length: 124 }, () => store.verify(many.bearer, 'fetch_prompt', 't')),
       ]);
     });
-    assert.deepEqual(sent.map((l) => l.split(' ')[0]), ['"EVALSHA"', '"EVALSHA"', '"EVALSHA"']);
+    assert.deepEqual(sent.map((l) => l.split(' ')[0]), [call, call, call]);
     // Each call packed as js/redis/verify.lua reads it, end to end in one argument.
     assert.deepEqual(sent.map((l) => (l.match(/[01][w-][012][=-][0-9a-f]{128}[0-9]{6}/g) ?? []).length), [32, 64, 33]);
     assert.deepEqual(sent.map((l) => l.split('" "').length), [6, 6, 6]);

@@ -83,7 +83,28 @@ export function storeKinds() {
       },
     },
     {
-      // Script calls then go through a Pipeline of their own (js/redis.cjs).
+      // A user the server refuses FUNCTION LOAD: the store runs the same
+      // code as scripts (EVALSHA), as on a server without functions.
+      name: 'RedisTokenStore (node-redis, scripts)',
+      redis: true,
+      client: null,
+      async connect(server) {
+        const user = { username: 'captoken-no-functions', password: 'pw-no-functions' };
+        const admin = await createClient({ url: server.url }).connect();
+        try {
+          await admin.sendCommand(['ACL', 'SETUSER', user.username, 'on', `>${user.password}`, '~*', '&*', '+@all', '-function']);
+        } finally {
+          await admin.quit();
+        }
+        this.client = await createClient({ url: server.url, ...user }).connect();
+        clients.push(() => this.client.quit());
+      },
+      open(options) {
+        return RedisTokenStore.open(this.client, { ...options, namespace: freshNamespace() });
+      },
+    },
+    {
+      // Script calls then go out as a Command of their own (js/redis.cjs).
       name: 'RedisTokenStore (ioredis, enableAutoPipelining)',
       redis: true,
       client: null,
