@@ -45,22 +45,25 @@ const BODIES = Object.fromEntries(['verify', 'start', 'dispatch', 'mint', 'revok
   .map((name) => [name, fs.readFileSync(path.join(SCRIPT_DIR, `${name}.lua`), 'utf8')]));
 const sha1 = (text) => crypto.createHash('sha1').update(text).digest('hex');
 /**
- * The library's name carries a hash of its code, so that two versions of
- * this package on one server never replace each other's functions.
+ * A function that may write is refused outright on a server out of memory
+ * (`maxmemory`, `noeviction`). These add no key (verify rewrites a field,
+ * revoke sets one, purge deletes) and so run there too; read writes nothing.
  */
-const LIBRARY_NAME = `captoken_${sha1(JSON.stringify([PRELUDE, BODIES])).slice(0, 16)}`;
-/**
- * verify runs on a server out of memory (`maxmemory`, `noeviction`): it
- * adds no key, and a spent use only rewrites a field. Without the flag a
- * function that may write is refused there outright, check included.
- */
-const ALLOW_OOM = new Set(['verify']);
-const LIBRARY = [
-  `#!lua name=${LIBRARY_NAME}`,
+const FLAGS = { verify: ['allow-oom'], revoke: ['allow-oom'], purge: ['allow-oom'], read: ['no-writes'] };
+const NAME = '\0name\0';
+const UNNAMED = [
+  `#!lua name=${NAME}`,
   PRELUDE,
-  ...Object.entries(BODIES).map(([name, body]) => `redis.register_function{function_name = '${LIBRARY_NAME}_${name}', `
-    + `flags = {${ALLOW_OOM.has(name) ? "'allow-oom'" : ''}}, callback = function(KEYS, ARGV)\nenter(KEYS, ARGV)\n${body}\nend}`),
+  ...Object.entries(BODIES).map(([name, body]) => `redis.register_function{function_name = '${NAME}_${name}', `
+    + `flags = {${(FLAGS[name] ?? []).map((f) => `'${f}'`).join(', ')}}, `
+    + `callback = function(KEYS, ARGV)\nenter(KEYS, ARGV)\n${body}\nend}`),
 ].join('\n');
+/**
+ * The library's name carries a hash of all its text, so that two versions
+ * of this package on one server never replace each other's functions.
+ */
+const LIBRARY_NAME = `captoken_${sha1(UNNAMED).slice(0, 16)}`;
+const LIBRARY = UNNAMED.replaceAll(NAME, LIBRARY_NAME);
 const SCRIPTS = {};
 for (const [name, body] of Object.entries(BODIES)) {
   const source = `${PRELUDE}\nenter(KEYS, ARGV)\n${body}`;
@@ -224,8 +227,9 @@ class RedisTokenStore {
       this.#functions = true;
       return;
     } catch {
-      // Scripts do the same, one round trip slower: if the server cannot
-      // take them either, open() rejects with that failure.
+      // Scripts decide the same, a few µs slower a call (a store stays with
+      // them: a failure here for any reason costs speed, never a decision);
+      // if the server cannot take them either, open() rejects.
     }
     await Promise.all(Object.values(SCRIPTS).map(({ source }) => this.#command(['SCRIPT', 'LOAD', source])));
   }
@@ -319,7 +323,8 @@ class RedisTokenStore {
         // A script missing from the cache is the one reply #script handles;
         // anything else (connection lost, max retries, cluster down) means
         // the server did not answer.
-        if (/^(NOSCRIPT|ERR Function not found)/.test(String(error?.message))) {
+        // (A server that lost FCALL, behind a proxy say: scripts, as below.)
+        if (/^(NOSCRIPT|ERR Function not found|ERR unknown command .?FCALL)/i.test(String(error?.message))) {
           reject(Object.assign(new Error('NOSCRIPT'), { noscript: true }));
         } else {
           reject(unavailable(describe(error)));
@@ -340,9 +345,13 @@ class RedisTokenStore {
     if (!this.#functions) return this.#command(['EVAL', script.source, ...tail]);
     // The library is gone (FUNCTION FLUSH, a server that lost its data):
     // it goes back in the same round trip, for the calls after this one.
+    // If it cannot, the store runs scripts from now on (this EVAL cached
+    // one; the others fall back once each), not three commands a call.
     const [reply] = await Promise.all([
       this.#command(['EVAL', script.source, ...tail]),
-      this.#command(['FUNCTION', 'LOAD', 'REPLACE', LIBRARY]).catch(() => undefined),
+      this.#command(['FUNCTION', 'LOAD', 'REPLACE', LIBRARY]).catch(() => {
+        this.#functions = false;
+      }),
     ]);
     return reply;
   }

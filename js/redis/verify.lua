@@ -26,7 +26,8 @@ local at = 1
 while at <= last do
   local key = rprefix .. sub(calls, at + 4, at + 67)
   local len = tonumber(sub(calls, at + 132, at + 137))
-  if not len then return redis.error_reply('ERR malformed call') end
+  -- (A negative length would never move on: Redis would loop for good.)
+  if not len or len < 0 then return redis.error_reply('ERR malformed call') end
   local named
   if byte(calls, at + 3) == 61 then -- '='
     named = sub(calls, at + 138, at + 137 + len)

@@ -68,6 +68,8 @@ test('two namespaces land on different masters and never see each other', async 
   assert.equal((await storeA.check(opB.bearer, 'heartbeat')).code, 'ERR_TOKEN_NOT_FOUND');
   assert.equal(cli(owner(a), 'EXISTS', `ct:{${a}}:r:${opA.fingerprint}`), '1');
   assert.equal(cli(owner(b), 'EXISTS', `ct:{${b}}:r:${opB.fingerprint}`), '1');
+  // node-redis routes FUNCTION LOAD by the namespace's key: its master has the library.
+  for (const ns of [a, b]) assert.match(cli(owner(ns), 'FUNCTION', 'LIST', 'LIBRARYNAME', 'captoken_*'), /captoken_[0-9a-f]{16}_verify/);
   assert.equal(await storeA.size(), 1);
   assert.equal(await storeB.size(), 1);
 });

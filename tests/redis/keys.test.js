@@ -222,3 +222,19 @@ test('where Redis differs from TokenStore (README): a record Redis has expired i
   assert.equal(await store.purgeExpired(), local.purgeExpired());
   assert.equal(await store.size(), 0);
 });
+
+test('a malformed packed call sent straight to the verify function is refused, never loops', { timeout: 10_000 }, async () => {
+  const namespace = freshNamespace();
+  await RedisTokenStore.open(redis.client, { secret: SECRET, namespace });
+  const listed = JSON.stringify(await redis.client.sendCommand(['FUNCTION', 'LIST', 'LIBRARYNAME', 'captoken_*']));
+  const verify = /captoken_[0-9a-f]{16}_verify/.exec(listed)?.[0];
+  assert.ok(verify, listed);
+  const call = (length) => `0-0-${'a'.repeat(64)}${'b'.repeat(64)}${length}`;
+  for (const length of ['-00138', 'xxxxxx', '']) {
+    await assert.rejects(redis.client.sendCommand(['FCALL', verify, '1', `ct:{${namespace}}:R`, `ct:{${namespace}}:`, call(length)]),
+      (e) => /malformed call/.test(e?.message));
+  }
+  // A well-formed call of an unknown token is an answer, not an error.
+  assert.deepEqual(await redis.client.sendCommand(['FCALL', verify, '1', `ct:{${namespace}}:R`, `ct:{${namespace}}:`, call('000000')]),
+    ['!ERR_TOKEN_NOT_FOUND,', '', '']);
+});

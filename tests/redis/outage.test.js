@@ -76,7 +76,7 @@ test('a missing, foreign or closed client is a CapTokenError, never a hang', asy
   }
 });
 
-test('a server out of memory still decides verify and check; calls that add keys are refused', async () => {
+test('a server out of memory still decides, revokes, purges and reads; calls that add keys are refused', async () => {
   const server = await startRedis();
   const client = await createClient({ url: server.url }).connect();
   try {
@@ -84,6 +84,9 @@ test('a server out of memory still decides verify and check; calls that add keys
     const op = await store.attachOperator('op');
     await store.startTask(op.bearer, { taskId: 't' });
     const w = await store.dispatchAttempt(op.bearer, 't', { maxUses: 2 });
+    const other = await store.mint('other', 'worker', { ttlSecs: 60 });
+    await store.startTask(op.bearer, { taskId: 'u' });
+    const bound = await store.dispatchAttempt(op.bearer, 'u');
     await client.sendCommand(['CONFIG', 'SET', 'maxmemory-policy', 'noeviction']);
     await client.sendCommand(['CONFIG', 'SET', 'maxmemory', '1']);
     try {
@@ -93,6 +96,14 @@ test('a server out of memory still decides verify and check; calls that add keys
       await assert.rejects(store.verify(w.bearer, 'fetch_prompt', 't'), { code: 'ERR_TOKEN_USES_EXHAUSTED' });
       await assert.rejects(store.dispatchAttempt(op.bearer, 't'), (e) => e.code === 'ERR_STORE_UNAVAILABLE' && /OOM/.test(e.message));
       await assert.rejects(store.startTask(op.bearer), { code: 'ERR_STORE_UNAVAILABLE' });
+      // Revoking and reading go on: a compromised token can still be cut off.
+      assert.equal(await store.revoke(other.fingerprint), true);
+      assert.equal(await store.revokeTask('u'), 1);
+      assert.equal((await store.check(bound.bearer, 'fetch_prompt', 'u')).code, 'ERR_TOKEN_REVOKED');
+      assert.equal((await store.record(other.fingerprint)).revoked, true);
+      assert.equal((await store.task('u')).taskId, 'u');
+      assert.match(await store.snapshot(), /"records"/);
+      assert.equal(await store.purgeExpired(), 0);
     } finally {
       await client.sendCommand(['CONFIG', 'SET', 'maxmemory', '0']);
     }

@@ -156,3 +156,34 @@ for (const [kind, connect] of kinds) for (const { mode, user, call, flush, fallb
     await store.close();
   });
 }
+
+test('a store whose library cannot come back runs scripts, one command a call again', async (t) => {
+  // A user that may load functions at open, and no longer once they are gone.
+  const user = { username: 'captoken-loses-functions', password: 'pw-loses-functions' };
+  const cli = (...args) => execFileSync('redis-cli', ['-p', String(server.port), ...args]).toString().trim();
+  cli('ACL', 'SETUSER', user.username, 'on', `>${user.password}`, '~*', '&*', '+@all');
+  const client = await createClient({ url: server.url, ...user }).connect();
+  t.after(() => client.disconnect());
+  const store = await RedisTokenStore.open(client, { secret: SECRET, namespace: freshNamespace() });
+  const w = await store.mint('w', 'worker', { maxUses: 10 });
+  const sentBy = async (fn) => {
+    const start = `lost-${Math.random()}`;
+    const end = `lost-${Math.random()}`;
+    await client.sendCommand(['ECHO', start]);
+    await fn();
+    await client.sendCommand(['ECHO', end]);
+    for (let i = 0; i < 100 && !lines.some((l) => l.includes(`"${end}"`)); i++) await new Promise((r) => setTimeout(r, 20));
+    const from = lines.findIndex((l) => l.includes(`"${start}"`));
+    const to = lines.findIndex((l) => l.includes(`"${end}"`));
+    return lines.slice(from + 1, to).filter((l) => !/^[\d.]+ \[\d+ lua\]/.test(l)).map((l) => l.split('] ')[1].split(' ')[0]);
+  };
+  assert.deepEqual(await sentBy(() => store.verify(w.bearer, 'fetch_data')), ['"FCALL"']);
+  cli('FUNCTION', 'FLUSH');
+  cli('ACL', 'SETUSER', user.username, '-function');
+  const first = await sentBy(async () => assert.equal((await store.verify(w.bearer, 'fetch_data')).usesLeft, 8));
+  // (MONITOR does not show the FUNCTION LOAD the ACL refused.)
+  assert.deepEqual(first.filter((c) => c !== '"FUNCTION"'), ['"FCALL"', '"EVAL"']);
+  assert.deepEqual(await sentBy(() => store.verify(w.bearer, 'fetch_data')), ['"EVALSHA"']);
+  assert.equal((await store.check(w.bearer, 'fetch_data')).usesLeft, 7);
+  await store.close();
+});
