@@ -168,6 +168,41 @@ test('Redis killed and not restarted: every call settles within the timeout, not
   }
 });
 
+test('Redis stopped (SIGSTOP, connections open): each call settles at its own deadline, nothing granted', { timeout: 20_000 }, async () => {
+  const server = await startRedis();
+  const open = await clients(server);
+  try {
+    for (const [name, client] of open) {
+      const store = await RedisTokenStore.open(client, { secret: SECRET, namespace: freshNamespace(), timeoutMs: TIMEOUT });
+      const op = await store.attachOperator('op');
+      process.kill(server.pid, 'SIGSTOP');
+      try {
+        const first = settle(store.verify(op.bearer, 'heartbeat'));
+        await new Promise((r) => setTimeout(r, TIMEOUT / 2));
+        const second = settle(store.check(op.bearer, 'heartbeat'));
+        const third = settle(store.size());
+        const a = await first;
+        assert.equal(a.error?.code, 'ERR_STORE_UNAVAILABLE', `${name}: ${a.error?.message ?? 'resolved'}`);
+        assert.match(a.error.message, /did not answer within/);
+        assert.ok(a.ms >= TIMEOUT - 5 && a.ms <= TIMEOUT + 150, `${name} verify took ${a.ms} ms`);
+        const b = await second;
+        assert.deepEqual([b.value?.allowed, b.value?.code], [false, 'ERR_STORE_UNAVAILABLE']);
+        assert.ok(b.ms >= TIMEOUT - 5 && b.ms <= TIMEOUT + 150, `${name} check took ${b.ms} ms`);
+        const c = await third;
+        assert.equal(c.error?.code, 'ERR_STORE_UNAVAILABLE');
+      } finally {
+        process.kill(server.pid, 'SIGCONT');
+      }
+      // Once the server runs again, so does the store.
+      assert.equal((await store.verify(op.bearer, 'heartbeat')).role, 'operator');
+      await store.close();
+    }
+  } finally {
+    for (const [, c] of open) c.disconnect();
+    await server.stop();
+  }
+});
+
 test('SIGKILL mid-run (appendfsync always), restart: every verify that resolved is still spent', async () => {
   const server = await startRedis({ appendfsync: 'always' });
   const open = await clients(server);

@@ -84,6 +84,14 @@ for (const [kind, connect] of kinds) for (const { mode, user, call, flush, fallb
     const w = await store.dispatchAttempt(op.bearer, 't', { maxUses: 100, ttlSecs: 600 });
     await store.verify(w.bearer, 'fetch_prompt', 't');
 
+    // The script call is written at the end of the turn: never left in
+    // ioredis's auto-pipeline queue for a later tick.
+    if (c.client.options?.enableAutoPipelining) {
+      const pending = store.verify(w.bearer, 'fetch_prompt', 't');
+      await null;
+      assert.equal(c.client.autoPipelineQueueSize, 0);
+      await pending;
+    }
     let sent = await commands(() => store.verify(w.bearer, 'fetch_prompt', 't'));
     assert.equal(sent.length, 1, sent.join('\n'));
     assert.equal(sent[0].split(' ')[0], call);
