@@ -96,14 +96,14 @@ function adapt(client) {
     // (Measured with a trivial FCALL one at a time: 29.6-33.7 µs a round
     // trip through a Pipeline of its own, as this store sent it before,
     // 20.7-24.4 µs so.)
-    const direct = typeof client.createBuiltinCommand === 'function'
-      ? { FCALL: client.createBuiltinCommand('FCALL').string, EVALSHA: client.createBuiltinCommand('EVALSHA').string }
-      : {};
+    const direct = new Map(typeof client.createBuiltinCommand === 'function'
+      ? ['FCALL', 'EVALSHA', 'EVAL'].map((name) => [name, client.createBuiltinCommand(name).string])
+      : []);
     return {
       kind: client.isCluster ? 'ioredis-cluster' : 'ioredis',
       send: (_key, args) => {
         if (client.isCluster && (args[0] === 'SCRIPT' || args[0] === 'FUNCTION')) return onEveryMaster(client, args);
-        const send = direct[args[0]];
+        const send = direct.get(args[0]);
         if (typeof send === 'function') return send.apply(client, args.slice(1));
         return client.call(...args);
       },
@@ -152,15 +152,43 @@ function denied(error) {
  * master has it; once the cluster is ready, since it knows no master before.
  */
 async function onEveryMaster(cluster, args) {
-  if (cluster.status !== 'ready') await new Promise((resolve) => cluster.once('ready', resolve));
+  if (cluster.status !== 'ready') {
+    await new Promise((resolve, reject) => {
+      const closed = () => {
+        cluster.off('ready', ready);
+        reject(new Error('the cluster is closed'));
+      };
+      const ready = () => {
+        cluster.off('end', closed);
+        resolve();
+      };
+      if (cluster.status === 'end') {
+        reject(new Error('the cluster is closed'));
+        return;
+      }
+      cluster.once('ready', ready);
+      cluster.once('end', closed);
+      // A lazyConnect cluster connects at its first command: this is one.
+      if (cluster.status === 'wait') cluster.connect().catch(() => {});
+    });
+  }
   const masters = cluster.nodes('master');
   if (masters.length === 0) throw new Error('no master of the cluster is reachable');
   const replies = await Promise.all(masters.map((node) => node.call(...args)));
   return replies[0];
 }
 
+/** An error's message, never throwing (a hostile getter or toString is an unknown error). */
+function messageOf(error) {
+  try {
+    return String(error?.message ?? error);
+  } catch {
+    return 'unknown error';
+  }
+}
+
 function describe(error) {
-  const text = String(error?.message ?? error);
+  const text = messageOf(error);
   return text.length > 200 ? `${text.slice(0, 200)}…` : text;
 }
 
@@ -317,18 +345,18 @@ class RedisTokenStore {
     // One promise, settled by the reply or by the sweep past its deadline.
     return new Promise((resolve, reject) => {
       const entry = { deadline: performance.now() + this.#timeoutMs, reject };
-      this.#inflight.add(entry);
-      if (this.#sweeper === null) this.#armSweep(this.#timeoutMs);
+      this.#track(entry);
       sent.then((reply) => {
-        this.#inflight.delete(entry);
-        resolve(reply);
+        if (this.#untrack(entry)) resolve(reply);
       }, (error) => {
-        this.#inflight.delete(entry);
+        // Past its deadline the call was refused already: a late reply
+        // changes nothing and sends nothing (no fallback after a refusal).
+        if (!this.#untrack(entry)) return;
         // A script missing from the server is the one error reply handled
         // (a server that lost FCALL, behind a proxy say, too); anything
         // else (connection lost, max retries, cluster down) means the
         // server did not answer.
-        if (onLost && /^(NOSCRIPT|ERR Function not found|ERR unknown command .?FCALL)/i.test(String(error?.message))) {
+        if (onLost && /^(NOSCRIPT|ERR Function not found|ERR unknown command .?FCALL)/i.test(messageOf(error))) {
           resolve(onLost());
         } else {
           reject(unavailable(describe(error)));
@@ -338,13 +366,23 @@ class RedisTokenStore {
   }
 
   /**
-   * The timer of #inflight. Unreferenced: a command in flight keeps the
-   * process alive through its client's socket, and the last one must not
-   * hold it up to `timeoutMs` after it settled.
+   * The sweep's timer keeps the process alive while a command is in flight
+   * (as a timer a command did before), and not after: the last reply must
+   * not hold a short script up to `timeoutMs` before it can exit.
    */
-  #armSweep(ms) {
-    this.#sweeper = setTimeout(this.#sweep, ms);
-    this.#sweeper.unref?.();
+  #track(entry) {
+    if (this.#inflight.size === 0) {
+      if (this.#sweeper === null) this.#sweeper = setTimeout(this.#sweep, this.#timeoutMs);
+      else this.#sweeper.ref();
+    }
+    this.#inflight.add(entry);
+  }
+
+  /** Whether the entry was still waiting (false: the sweep refused it). */
+  #untrack(entry) {
+    if (!this.#inflight.delete(entry)) return false;
+    if (this.#inflight.size === 0) this.#sweeper?.unref();
+    return true;
   }
 
   #sweep = () => {
@@ -352,7 +390,7 @@ class RedisTokenStore {
     const now = performance.now();
     for (const entry of this.#inflight) {
       if (entry.deadline > now) {
-        this.#armSweep(Math.ceil(entry.deadline - now));
+        this.#sweeper = setTimeout(this.#sweep, Math.ceil(entry.deadline - now));
         return;
       }
       this.#inflight.delete(entry);

@@ -119,6 +119,19 @@ for (const mode of ['functions', 'scripts']) {
   });
 }
 
+test('open() on an ioredis Cluster made with lazyConnect connects it', async () => {
+  const lazy = new Cluster(cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), { lazyConnect: true });
+  try {
+    assert.equal(lazy.status, 'wait');
+    const store = await RedisTokenStore.open(lazy, { secret: SECRET, namespace: 'lazy', timeoutMs: 5000 });
+    const op = await store.attachOperator('op');
+    assert.equal((await store.verify(op.bearer, 'heartbeat')).role, 'operator');
+    await store.close();
+  } finally {
+    lazy.disconnect();
+  }
+});
+
 /** The SHA-1 of every script js/redis.cjs loads (prelude + body). */
 function scriptShas() {
   const dir = new URL('../../js/redis/', import.meta.url);

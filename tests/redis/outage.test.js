@@ -195,6 +195,19 @@ test('Redis stopped (SIGSTOP, connections open): each call settles at its own de
       }
       // Once the server runs again, so does the store.
       assert.equal((await store.verify(op.bearer, 'heartbeat')).role, 'operator');
+      // A reply that comes after its call was refused changes nothing: a
+      // "function not found" then sends no fallback that would spend a use.
+      const w = await store.mint('w', 'worker', { maxUses: 5 });
+      await (name === 'node-redis' ? client.sendCommand(['FUNCTION', 'FLUSH']) : client.call('FUNCTION', 'FLUSH'));
+      process.kill(server.pid, 'SIGSTOP');
+      try {
+        const late = await settle(store.verify(w.bearer, 'fetch_data'));
+        assert.equal(late.error?.code, 'ERR_STORE_UNAVAILABLE');
+      } finally {
+        process.kill(server.pid, 'SIGCONT');
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal((await store.check(w.bearer, 'fetch_data')).usesLeft, 5, name);
       await store.close();
     }
   } finally {
