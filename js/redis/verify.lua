@@ -18,13 +18,12 @@
 local calls = ARGV[2]
 local last = #calls
 local sub, byte = string.sub, string.byte
-local rprefix = P .. 'r:'
 local parts = {}
 local out = {''}
 local n = 0
 local at = 1
 while at <= last do
-  local key = rprefix .. sub(calls, at + 4, at + 67)
+  local key = rkey(sub(calls, at + 4, at + 67))
   local len = tonumber(sub(calls, at + 132, at + 137))
   -- (A negative length would never move on: Redis would loop for good.)
   if not len or len < 0 then return redis.error_reply('ERR malformed call') end
