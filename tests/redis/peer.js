@@ -100,3 +100,6 @@ for await (const line of lines) {
   }
   process.stdout.write(`${JSON.stringify(reply)}\n`);
 }
+// stdin closed: the test process is gone (killed, or force-exited after a
+// failure), and the open client would keep this one alive for good.
+process.exit(0);
